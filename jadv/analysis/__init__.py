@@ -1,0 +1,1 @@
+"""jadv.analysis (see DESIGN)."""

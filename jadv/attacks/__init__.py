@@ -1,0 +1,1 @@
+"""jadv.attacks (see DESIGN)."""

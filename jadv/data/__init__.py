@@ -1,0 +1,1 @@
+"""jadv.data (see DESIGN)."""

@@ -1,0 +1,1 @@
+"""jadv.models (see DESIGN)."""

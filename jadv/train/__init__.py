@@ -1,0 +1,1 @@
+"""jadv.train (see DESIGN)."""
