@@ -1,0 +1,2 @@
+"""Placeholder filled by this module's implementation."""
+__all__: list[str] = []
