@@ -1,0 +1,151 @@
+"""AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
+diverse parameter-free attacks"), ``version="standard"`` for Linf and L2, and ``version="custom"``.
+
+Standard sequence (robustness-libraries.md section 4.8), each attack run only on the points still
+robust: clean accuracy first (clean errors count as non-robust), then
+
+1. APGD-CE, 100 iterations, 1 restart;
+2. APGD-T, targeted DLR, 9 targets x 1 restart, 100 iterations;
+3. FAB-T, 9 targets, 100 iterations, alpha_max 0.1, eta 1.05, beta 0.9;
+4. Square, 5000 queries, p_init 0.8, margin loss, 1 restart, ``resc_schedule=False``.
+
+Robust points are compacted on the host between attacks and attacked in fixed-shape batches (the last
+batch padded by repetition) so each attack compiles once. The final adversarial set is checked: max
+perturbation norm <= eps (+ tol), no NaN, values in [0, 1]; a violation raises
+:class:`~jadv.attacks.evaluate.AttackCheckError`. The report also carries AutoAttack's
+gradient-masking flags. Any other list of attacks must use ``version="custom"``, which is reported
+under that name and never as "standard".
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jadv._checks import check_choice, check_norm, check_positive_int
+from jadv.attacks._validate import check_eps, check_images_np, check_key, check_labels_np, num_classes
+from jadv.attacks.evaluate import AttackCheckError, _bind, _padded_batches, check_perturbations
+from jadv.attacks.masking_checks import masking_flags
+from jadv.attacks.specs import make_attack
+
+__all__ = ["autoattack", "standard_attacks"]
+
+
+def standard_attacks(eps, norm="linf"):
+    """The AutoAttack ``standard`` list as dict specs (names "apgd-ce", "apgd-t", "fab-t", "square")."""
+    return [
+        {"name": "apgd-ce", "eps": eps, "norm": norm, "steps": 100, "restarts": 1},
+        {"name": "apgd-t", "eps": eps, "norm": norm, "steps": 100, "n_targets": 9, "restarts": 1},
+        {"name": "fab-t", "eps": eps, "norm": norm, "steps": 100, "n_targets": 9,
+         "alpha_max": 0.1, "eta": 1.05, "beta": 0.9},
+        {"name": "square", "eps": eps, "norm": norm, "queries": 5000, "p_init": 0.8, "loss": "margin",
+         "resc_schedule": False},
+    ]
+
+
+def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", attacks=None,
+               batch_size=500, params=None, verbose=True, tol=1e-5, checks=True):
+    """Run AutoAttack and return ``(x_adv, report)``.
+
+    Args:
+      logits_fn: ``x -> logits[B, K]`` (or ``(params, x) -> logits`` with ``params``, passed as a jit
+        argument). Must return logits in inference mode (running BN statistics).
+      x: ``[N, H, W, C]`` float in [0, 1]; y: ``[N]`` int labels. key: PRNG key (attack ``j`` on
+        batch ``i`` uses ``fold_in(fold_in(key, j), i)``). eps: radius; norm: "linf" or "l2".
+      version: "standard" (the exact sequence above; needs >= 10 classes, as the reference) or
+        "custom" with ``attacks``: a list of callables ``(logits_fn, x, y, key) -> x_adv`` or dict specs
+        (see :mod:`jadv.attacks.specs`; dicts get ``eps``/``norm`` filled in when missing).
+      batch_size: fixed batch shape. verbose: print a line per attack to stderr. tol: tolerance of the
+      final checks. checks: also compute the gradient-masking flags (zero gradients, randomized,
+      softmax output, Square beating the white-box attacks) on the first batch.
+    Returns:
+      ``x_adv [N, H, W, C]`` (numpy; ``x`` where no attack succeeded) and a report dict: ``version``,
+      ``norm``, ``eps``, ``n``, ``clean_accuracy``, ``robust_accuracy``, ``attacks`` (list of
+      ``{"name", "robust_accuracy" (after this attack, cumulative), "n_attacked", "n_broken",
+      "time_s"}``), ``robust`` (bool ``[N]``), ``max_perturbation``, ``n_nan``, ``value_range``,
+      ``flags``.
+    Raises: ValueError/TypeError on bad input; AttackCheckError if the final checks fail.
+    """
+    check_choice("version", version, ("standard", "custom"))
+    check_norm(norm)
+    check_key(key)
+    check_positive_int("batch_size", batch_size)
+    if not callable(logits_fn):
+        raise TypeError(f"logits_fn must be callable, got {type(logits_fn).__name__}")
+    x = np.asarray(x)
+    y = np.asarray(y)
+    check_images_np(x)
+    if len(x) == 0:
+        raise ValueError("x is empty")
+    f = _bind(logits_fn, params)
+    k = num_classes(f, x[:1])
+    check_labels_np(y, len(x), k)
+    check_eps(eps, norm, x)
+    if version == "standard":
+        if attacks is not None:
+            raise ValueError("version='standard' runs the fixed AutoAttack sequence; "
+                             "pass your own list with version='custom'")
+        if k < 10:
+            raise ValueError(f"AutoAttack standard uses 9 target classes and needs >= 10 classes; the model "
+                             f"has {k}. Use version='custom' with fewer targets.")
+        specs = standard_attacks(eps, norm)
+    else:
+        if not attacks:
+            raise ValueError("version='custom' needs a non-empty list of attacks")
+        specs = [{"eps": eps, "norm": norm, **a} if isinstance(a, dict) else a for a in attacks]
+    named = [make_attack(s) for s in specs]
+
+    @jax.jit
+    def predict(p, xb):
+        return jnp.argmax(_bind(logits_fn, p)(xb), -1)
+
+    n = len(x)
+    pred = np.zeros(n, np.int64)
+    for idx, m in _padded_batches(np.arange(n), batch_size):
+        pred[idx[:m]] = np.asarray(predict(params, jnp.asarray(x[idx])))[:m]
+    robust = pred == y
+    clean_acc = float(robust.mean())
+    x_adv = x.copy()
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if verbose else (lambda s: None)
+    log(f"[autoattack {version}] {norm} eps={float(eps):.6g}: clean accuracy {clean_acc:.2%} on {n} points")
+    entries = []
+    for j, (name, fn) in enumerate(named):
+        @jax.jit
+        def run(p, xb, yb, kk, fn=fn):
+            lf = _bind(logits_fn, p)
+            xa = fn(lf, xb, yb, kk)
+            return xa, jnp.argmax(lf(xa), -1) != yb
+
+        t0 = time.time()
+        todo = np.nonzero(robust)[0]
+        n_broken = 0
+        ka = jax.random.fold_in(key, j)
+        for bi, (idx, m) in enumerate(_padded_batches(todo, batch_size)):
+            xa, broken = run(params, jnp.asarray(x[idx]), jnp.asarray(y[idx]), jax.random.fold_in(ka, bi))
+            xa = np.asarray(xa)[:m]
+            broken = np.asarray(broken)[:m]
+            real = idx[:m]
+            x_adv[real[broken]] = xa[broken]
+            robust[real[broken]] = False
+            n_broken += int(broken.sum())
+        dt = time.time() - t0
+        entries.append({"name": name, "robust_accuracy": float(robust.mean()), "n_attacked": int(len(todo)),
+                        "n_broken": n_broken, "time_s": dt})
+        log(f"[autoattack {version}] {name}: robust accuracy {robust.mean():.2%} "
+            f"({n_broken}/{len(todo)} broken, {dt:.1f} s)")
+    stats = check_perturbations(x, x_adv, eps=eps, norm=norm, tol=tol, name=f"autoattack {version}")
+    log(f"[autoattack {version}] robust accuracy {robust.mean():.2%}; max {norm} perturbation "
+        f"{stats['max_norm']:.6g}, {stats['n_nan']} NaN, values in [{stats['min']:.4g}, {stats['max']:.4g}]")
+    report = {"version": version, "norm": norm, "eps": float(eps), "n": n, "clean_accuracy": clean_acc,
+              "robust_accuracy": float(robust.mean()), "attacks": entries, "robust": robust,
+              "max_perturbation": stats["max_norm"], "n_nan": stats["n_nan"],
+              "value_range": (stats["min"], stats["max"])}
+    if checks:
+        xb, yb = jnp.asarray(x[:batch_size]), jnp.asarray(y[:batch_size])
+        accs = {e["name"]: e["robust_accuracy"] for e in entries}
+        report["flags"] = masking_flags(f, xb, yb, attack_accuracies=accs if len(accs) > 1 else None,
+                                        warn=verbose)
+    return x_adv, report

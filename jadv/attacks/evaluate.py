@@ -1,0 +1,250 @@
+"""Robust-accuracy evaluation drivers: stream a dataset in fixed-shape batches, run attacks, take the
+per-example worst case.
+
+* :func:`robust_accuracy` runs every attack on every point and reports clean accuracy, per-attack
+  accuracy and the worst case across attacks (a point is robust only if it is classified correctly
+  on clean input and survives every attack) -- never the average of per-attack accuracies.
+* :func:`robust_accuracy_curve` computes robust accuracy for a grid of eps in one program (vmap over
+  eps); jit it at the call site.
+
+The drivers jit one function per attack at a fixed batch shape (the last batch is padded by
+repeating points and the padding is dropped), so each attack compiles once. ``logits_fn`` is either
+``logits_fn(x)`` or, when ``params`` is given, ``logits_fn(params, x)``; the second form passes the
+parameters as jit arguments instead of baking them into the compiled program as constants (use it for
+large models).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jadv._checks import check_choice, check_norm, check_positive_int
+from jadv.attacks._validate import (check_attack_inputs, check_eps, check_images_np, check_key,
+                                    check_labels_np, num_classes)
+from jadv.attacks.apgd import apgd
+from jadv.attacks.fgsm import fgsm
+from jadv.attacks.pgd import pgd
+from jadv.attacks.projections import per_example_norm
+from jadv.attacks.specs import make_attack
+
+__all__ = ["robust_accuracy", "robust_accuracy_curve", "perturbation_stats", "check_perturbations",
+           "AttackCheckError"]
+
+
+class AttackCheckError(AssertionError):
+    """An attack returned points outside the eps-ball or the [0, 1] box, or NaNs."""
+
+
+def _bind(logits_fn, params):
+    if params is None:
+        return logits_fn
+    return lambda x: logits_fn(params, x)
+
+
+def _padded_batches(idx: np.ndarray, batch_size: int):
+    """Yield (batch indices padded to batch_size by wrapping, number of real entries)."""
+    for s in range(0, len(idx), batch_size):
+        real = idx[s:s + batch_size]
+        n = len(real)
+        if n < batch_size:
+            real = np.pad(real, (0, batch_size - n), mode="wrap")
+        yield real, n
+
+
+def perturbation_stats(x, x_adv, norm=None):
+    """Per-example stats of ``x_adv - x``: dict of ``linf``, ``l2`` norms ``[B]``, ``nan [B]`` bool,
+    ``min``/``max`` of ``x_adv`` per example. Pure (jit-able)."""
+    d = jnp.where(jnp.isnan(x_adv), 0.0, x_adv - x)
+    axes = tuple(range(1, x.ndim))
+    return {"linf": per_example_norm(d, "linf"), "l2": per_example_norm(d, "l2"),
+            "nan": jnp.any(jnp.isnan(x_adv), axis=axes),
+            "min": jnp.min(jnp.where(jnp.isnan(x_adv), 0.5, x_adv), axis=axes),
+            "max": jnp.max(jnp.where(jnp.isnan(x_adv), 0.5, x_adv), axis=axes)}
+
+
+def check_perturbations(x, x_adv, *, eps=None, norm="linf", tol=1e-5, name="attack"):
+    """Raise :class:`AttackCheckError` if ``x_adv`` has NaNs, leaves [0, 1], or (when ``eps`` is given)
+    leaves the ``eps``-ball of ``norm`` by more than ``tol``. Returns a dict of summary numbers."""
+    x = np.asarray(x, np.float64)
+    xa = np.asarray(x_adv, np.float64)
+    if xa.shape != x.shape:
+        raise AttackCheckError(f"{name}: x_adv has shape {xa.shape}, expected {x.shape}")
+    n_nan = int(np.isnan(xa).sum())
+    d = (np.nan_to_num(xa) - x).reshape(len(x), -1)
+    stats = {"n_nan": n_nan, "min": float(np.nanmin(xa)) if xa.size else 0.0,
+             "max": float(np.nanmax(xa)) if xa.size else 0.0}
+    if norm == "linf":
+        stats["max_norm"] = float(np.abs(d).max()) if d.size else 0.0
+    else:
+        stats["max_norm"] = float(np.sqrt((d ** 2).sum(1)).max()) if d.size else 0.0
+    problems = []
+    if n_nan:
+        problems.append(f"{n_nan} NaN values")
+    if stats["min"] < -tol or stats["max"] > 1 + tol:
+        problems.append(f"values in [{stats['min']:.6g}, {stats['max']:.6g}], outside [0, 1]")
+    if eps is not None and stats["max_norm"] > float(eps) + tol:
+        problems.append(f"max {norm} perturbation {stats['max_norm']:.6g} > eps {float(eps):.6g} (+{tol:g})")
+    if problems:
+        raise AttackCheckError(f"{name}: " + "; ".join(problems))
+    return stats
+
+
+def _spec_threat(spec):
+    if isinstance(spec, dict):
+        return spec.get("eps"), spec.get("norm", "linf")
+    return getattr(spec, "eps", None), getattr(spec, "norm", "linf")
+
+
+def _progress(msg, enabled):
+    if enabled:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=None, progress=True,
+                    tol=1e-5, return_adv=False):
+    """Clean, per-attack and worst-case robust accuracy over a dataset.
+
+    Args:
+      logits_fn: ``x -> logits[B, K]`` (or ``(params, x) -> logits`` with ``params``).
+      x: ``[N, H, W, C]`` float in [0, 1] (host or device array); y: ``[N]`` int labels.
+      attacks: list of attacks, each a callable ``attack(logits_fn, x, y, key) -> x_adv`` or a dict spec
+        such as ``{"name": "pgd", "eps": 0.3, "step_size": 0.01, "steps": 40}`` (see
+        :mod:`jadv.attacks.specs`). Every attack runs on every point.
+      key: PRNG key; batch ``i`` and attack ``j`` use ``fold_in(fold_in(key, i), j)``.
+      batch_size: fixed batch shape (the last batch is padded). params: see module docstring.
+      progress: print one line per batch to stderr. tol: tolerance of the eps-ball/box checks (done for
+        dict specs with ``eps``; for callables only NaN/[0, 1] unless they carry ``eps``/``norm`` attributes).
+      return_adv: also return the worst-case adversarial points ``[N, ...]`` (the first attack that
+        breaks a point gives it; ``x`` where none does).
+    Returns: dict with ``n``, ``clean_accuracy``, ``robust_accuracy``, ``per_attack`` (name -> accuracy
+    under that attack alone, clean errors count as errors), ``robust`` (bool ``[N]``), ``time_s``
+    (name -> seconds incl. compilation), ``checks`` (name -> max norm / NaN count / value range) and,
+    with ``return_adv``, ``x_adv``.
+    Raises: :class:`AttackCheckError` when an attack leaves the ball/box or returns NaN.
+    """
+    check_key(key)
+    check_positive_int("batch_size", batch_size)
+    if not isinstance(attacks, (list, tuple)) or len(attacks) == 0:
+        raise ValueError("attacks must be a non-empty list of attack callables or dict specs")
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if not callable(logits_fn):
+        raise TypeError(f"logits_fn must be callable, got {type(logits_fn).__name__}")
+    f = _bind(logits_fn, params)
+    check_images_np(x)
+    if len(x) == 0:
+        raise ValueError("x is empty")
+    check_labels_np(y, len(x), num_classes(f, x[:1]))
+    named = [make_attack(a) for a in attacks]
+    names = []
+    for nm, _ in named:
+        base, c = nm, 2
+        while nm in names:
+            nm = f"{base}#{c}"
+            c += 1
+        names.append(nm)
+    threats = [_spec_threat(a) for a in attacks]
+
+    @jax.jit
+    def clean_fn(p, xb, yb):
+        return jnp.argmax(_bind(logits_fn, p)(xb), -1) == yb
+
+    def make_run(fn):
+        @jax.jit
+        def run(p, xb, yb, k):
+            lf = _bind(logits_fn, p)
+            xa = fn(lf, xb, yb, k)
+            return xa, jnp.argmax(lf(xa), -1) == yb
+        return run
+
+    runs = [make_run(fn) for _, fn in named]
+    n = len(x)
+    clean = np.zeros(n, bool)
+    correct = {nm: np.zeros(n, bool) for nm in names}
+    times = {nm: 0.0 for nm in names}
+    checks = {nm: {"max_norm": 0.0, "n_nan": 0, "min": 1.0, "max": 0.0} for nm in names}
+    x_adv = x.copy() if return_adv else None
+    t0 = time.time()
+    n_batches = math.ceil(n / batch_size)
+    for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
+        xb, yb = jnp.asarray(x[idx]), jnp.asarray(y[idx])
+        clean[idx[:m]] = np.asarray(clean_fn(params, xb, yb))[:m]
+        kb = jax.random.fold_in(key, bi)
+        still = clean[idx[:m]].copy()
+        for j, (nm, run) in enumerate(zip(names, runs)):
+            ts = time.time()
+            xa, ok = run(params, xb, yb, jax.random.fold_in(kb, j))
+            xa = np.asarray(xa)[:m]
+            ok = np.asarray(ok)[:m]
+            times[nm] += time.time() - ts
+            eps, norm = threats[j]
+            st = check_perturbations(x[idx[:m]], xa, eps=eps, norm=norm or "linf", tol=tol, name=nm)
+            c = checks[nm]
+            c["max_norm"] = max(c["max_norm"], st["max_norm"])
+            c["n_nan"] += st["n_nan"]
+            c["min"], c["max"] = min(c["min"], st["min"]), max(c["max"], st["max"])
+            ok = ok & clean[idx[:m]]
+            correct[nm][idx[:m]] = ok
+            if return_adv:
+                newly = still & ~ok
+                x_adv[idx[:m][newly]] = xa[newly]
+            still &= ok
+        done = min((bi + 1) * batch_size, n)
+        rob = np.mean(np.all([correct[nm][:done] for nm in names], axis=0)) if done else 0.0
+        el = time.time() - t0
+        _progress(f"[robust_accuracy] batch {bi + 1}/{n_batches}: {done}/{n} points, clean {clean[:done].mean():.4f}, "
+                  f"robust {rob:.4f}, {done / max(el, 1e-9):.1f} img/s, ETA {el / done * (n - done):.0f} s", progress)
+    robust = clean.copy()
+    for nm in names:
+        robust &= correct[nm]
+    out = {"n": n, "clean_accuracy": float(clean.mean()) if n else 0.0,
+           "robust_accuracy": float(robust.mean()) if n else 0.0,
+           "per_attack": {nm: float(correct[nm].mean()) if n else 0.0 for nm in names},
+           "robust": robust, "time_s": times, "checks": checks}
+    if return_adv:
+        out["x_adv"] = x_adv
+    return out
+
+
+_CURVE_ATTACKS = ("pgd", "fgsm", "apgd")
+
+
+def robust_accuracy_curve(logits_fn, x, y, *, key, eps_grid, attack="pgd", norm="linf", steps=10,
+                          step_size_factor=2.5, restarts=1, loss="ce", init=None):
+    """Robust accuracy at every eps of ``eps_grid``, vmapped over eps (one program; jit at the call site).
+
+    Args:
+      logits_fn: ``x -> logits``. x ``[B, H, W, C]``; y ``[B]``. key: PRNG key (the same key for every
+        eps, so the curve equals separate calls with that key).
+      eps_grid: ``[E]`` radii. attack: "pgd" (step ``step_size_factor * eps / steps``, init "uniform"
+        for Linf / "ball" for L2 unless ``init`` is given), "fgsm" or "apgd" (``steps`` iterations).
+      norm, steps, restarts, loss: passed to the attack.
+    Returns: ``[E]`` float32 robust accuracies (clean errors count as errors).
+    """
+    check_choice("attack", attack, _CURVE_ATTACKS)
+    check_norm(norm)
+    check_key(key)
+    eps_grid = jnp.asarray(eps_grid, jnp.float32)
+    if eps_grid.ndim != 1 or eps_grid.shape[0] < 1:
+        raise ValueError(f"eps_grid must be a non-empty 1-D array of radii, got shape {eps_grid.shape}")
+    check_attack_inputs(logits_fn, x, y, 0.0, norm)
+    check_eps(eps_grid, norm, x)
+    if init is None:
+        init = "uniform" if norm == "linf" else "ball"
+
+    def one(eps):
+        if attack == "pgd":
+            xa = pgd(logits_fn, x, y, key=key, eps=eps, step_size=step_size_factor * eps / steps, steps=steps,
+                     norm=norm, restarts=restarts, init=init, loss=loss)
+        elif attack == "fgsm":
+            xa = fgsm(logits_fn, x, y, eps=eps, norm=norm, loss=loss)
+        else:
+            xa = apgd(logits_fn, x, y, key=key, eps=eps, steps=steps, norm=norm, loss=loss, restarts=restarts)
+        return jnp.mean((jnp.argmax(logits_fn(xa), -1) == y).astype(jnp.float32))
+
+    return jax.vmap(one)(eps_grid)

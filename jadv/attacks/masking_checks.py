@@ -1,0 +1,117 @@
+"""Gradient-masking checks, after AutoAttack's flags (Croce & Hein 2020, ``autoattack/checks.py``
+and ``flags_doc.md``) plus the eps-curve sanity checks of Carlini et al. 2019 ("On evaluating
+adversarial robustness"): robust accuracy must not increase with eps, and must reach ~0 at a very
+large eps.
+
+Each check returns a plain value; :func:`masking_flags` collects them into a dict of
+``{name: {"flag": bool, "value": ..., "message": str}}`` (``flag`` True means "suspicious").
+"""
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jadv.attacks._validate import check_attack_inputs
+from jadv.attacks.losses import cross_entropy
+from jadv.attacks.projections import per_example_norm
+
+__all__ = ["zero_gradient_fraction", "is_randomized", "is_softmax_output", "square_beats_whitebox",
+           "accuracy_increases_with_eps", "not_broken_at_large_eps", "masking_flags"]
+
+
+def zero_gradient_fraction(logits_fn, x, y):
+    """Share of examples whose input gradient of the CE loss is exactly zero (AA ``check_zero_gradients``).
+
+    x ``[B, ...]``, y ``[B]``. Returns a float in [0, 1].
+    """
+    check_attack_inputs(logits_fn, x, y, 0.0, "linf")
+    g = jax.grad(lambda xa: jnp.sum(cross_entropy(logits_fn(xa), y)))(jnp.asarray(x))
+    return float(jnp.mean(per_example_norm(g, "l1") == 0))
+
+
+def is_randomized(logits_fn, x, y=None, *, n=5, alpha=1e-4):
+    """True if ``n`` calls on the same input give different (L2-normalised) outputs by more than
+    ``alpha`` or a different number of correct predictions (AA ``check_randomized``)."""
+    outs = [np.asarray(logits_fn(x), np.float64) for _ in range(n)]
+    normed = [o / (np.linalg.norm(o, axis=-1, keepdims=True) + 1e-10) for o in outs]
+    max_diff = max((np.linalg.norm(normed[i] - normed[j], axis=-1).max()
+                    for i in range(n) for j in range(i + 1, n)), default=0.0)
+    if y is not None:
+        counts = {int((o.argmax(-1) == np.asarray(y)).sum()) for o in outs}
+        if len(counts) > 1:
+            return True
+    return bool(max_diff > alpha)
+
+
+def is_softmax_output(logits_fn, x, *, alpha=1e-5):
+    """True if the outputs look like probabilities (in [0, 1] and rows summing to 1), i.e. the model
+    returns softmax outputs instead of logits (AA ``check_range_output``)."""
+    o = np.asarray(logits_fn(x), np.float64)
+    return bool(o.max() < 1 + alpha and o.min() > -alpha and np.all(np.abs(o.sum(-1) - 1) < alpha))
+
+
+def square_beats_whitebox(accuracies: dict, *, alpha=0.002):
+    """True if the black-box Square attack reached a robust accuracy lower (by more than ``alpha``) than
+    the best white-box attack (AA ``check_square_sr``). ``accuracies``: attack name -> robust accuracy;
+    attacks whose name starts with "square" are black-box, the rest white-box (a "clean" entry is
+    ignored)."""
+    sq = [v for k, v in accuracies.items() if k.lower().startswith("square")]
+    wb = [v for k, v in accuracies.items() if not k.lower().startswith("square") and k != "clean"]
+    if not sq or not wb:
+        return False
+    return bool(min(sq) < min(wb) - alpha)
+
+
+def accuracy_increases_with_eps(eps_grid, accuracies, *, tol=0.0):
+    """True if robust accuracy increases (by more than ``tol``) from some eps to a larger one."""
+    e = np.asarray(eps_grid, np.float64)
+    a = np.asarray(accuracies, np.float64)[np.argsort(e)]
+    worst_so_far = np.minimum.accumulate(a)
+    return bool(np.any(a > worst_so_far + tol))
+
+
+def not_broken_at_large_eps(accuracy_at_large_eps, *, threshold=0.01):
+    """True if the robust accuracy at a very large eps stays above ``threshold`` (an attack able to
+    change the image freely must break everything; otherwise gradients are masked)."""
+    return bool(float(accuracy_at_large_eps) > threshold)
+
+
+def masking_flags(logits_fn, x, y, *, attack_accuracies=None, eps_grid=None, curve=None,
+                  large_eps_accuracy=None, warn=True):
+    """Collect the checks into ``{name: {"flag", "value", "message"}}`` and optionally warn.
+
+    Always runs: "zero_gradients", "randomized", "softmax_output" (on ``x, y``). With
+    ``attack_accuracies`` (name -> accuracy): "square_beats_whitebox". With ``eps_grid`` and ``curve``:
+    "accuracy_increases_with_eps". With ``large_eps_accuracy``: "not_broken_at_large_eps".
+    """
+    out = {}
+    z = zero_gradient_fraction(logits_fn, x, y)
+    out["zero_gradients"] = {"flag": z > 0, "value": z,
+                             "message": f"{z:.2%} of the points have an exactly zero input gradient"}
+    r = is_randomized(logits_fn, x, y)
+    out["randomized"] = {"flag": r, "value": r, "message": "the model output changes between calls on the same input"}
+    s = is_softmax_output(logits_fn, x)
+    out["softmax_output"] = {"flag": s, "value": s,
+                             "message": "the outputs look like probabilities; attacks need logits"}
+    if attack_accuracies is not None:
+        sq = square_beats_whitebox(attack_accuracies)
+        out["square_beats_whitebox"] = {"flag": sq, "value": dict(attack_accuracies),
+                                        "message": "the black-box Square attack beat the white-box attacks"}
+    if eps_grid is not None and curve is not None:
+        inc = accuracy_increases_with_eps(eps_grid, curve)
+        out["accuracy_increases_with_eps"] = {"flag": inc, "value": [float(c) for c in np.asarray(curve)],
+                                              "message": "robust accuracy increases with eps somewhere on the curve"}
+    if large_eps_accuracy is not None:
+        nb = not_broken_at_large_eps(large_eps_accuracy)
+        out["not_broken_at_large_eps"] = {"flag": nb, "value": float(large_eps_accuracy),
+                                          "message": "robust accuracy does not reach ~0 at a very large eps"}
+    if warn:
+        for name, v in out.items():
+            if v["flag"]:
+                warnings.warn(f"gradient-masking check {name!r}: {v['message']}", stacklevel=2)
+    for v in out.values():
+        v["flag"] = bool(v["flag"])
+    return out
