@@ -38,15 +38,17 @@ def to_float(images):
 def _check_sharding_divides(sharding, n, what):
     if sharding is None:
         return
+    spec = getattr(sharding, "spec", None)
+    if spec is not None and len(spec) and spec[0] is not None:
+        axes = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+        size = int(np.prod([sharding.mesh.shape[a] for a in axes]))
+        if n % size:
+            raise ValueError(f"{what} {n} is not divisible by the {size} devices of sharding axis "
+                             f"{'/'.join(axes)}; use a multiple of {size}")
     try:
         sharding.shard_shape((n,))
     except Exception as e:
         raise ValueError(f"{what} {n} does not divide evenly over the sharding {sharding} ({e})") from None
-    if hasattr(sharding, "mesh") and hasattr(sharding, "spec") and len(sharding.spec) and sharding.spec[0] is not None:
-        axes = sharding.spec[0] if isinstance(sharding.spec[0], tuple) else (sharding.spec[0],)
-        size = int(np.prod([sharding.mesh.shape[a] for a in axes]))
-        if n % size:
-            raise ValueError(f"{what} {n} is not divisible by the {size} devices of sharding axis {axes}")
 
 
 def device_put_dataset(ds: Dataset, sharding=None):
@@ -90,16 +92,36 @@ def num_batches(n: int, batch_size: int, remainder: str = "drop") -> int:
     return -(-n // batch_size)
 
 
-def _gather(images, labels, order, valid, start, *, batch_size):
+def _gather(images, labels, order, valid, start, *, batch_size, out_sharding):
     idx = jax.lax.dynamic_slice_in_dim(order, start, batch_size)
     mask = jax.lax.dynamic_slice_in_dim(valid, start, batch_size)
-    return {"image": jnp.take(images, idx, axis=0), "label": jnp.take(labels, idx, axis=0), "mask": mask}
+    if out_sharding is None or not _is_explicit(out_sharding):
+        return {"image": jnp.take(images, idx, axis=0), "label": jnp.take(labels, idx, axis=0), "mask": mask}
+    # Explicit-sharding meshes (jax.make_mesh's default) need the gather's output sharding spelled out.
+    return {"image": images.at[idx].get(out_sharding=out_sharding),
+            "label": labels.at[idx].get(out_sharding=out_sharding),
+            "mask": jax.sharding.reshard(mask, out_sharding)}
+
+
+def _is_explicit(sharding) -> bool:
+    types = getattr(getattr(sharding, "mesh", None), "axis_types", ())
+    return any(t == jax.sharding.AxisType.Explicit for t in types)
 
 
 @functools.lru_cache(maxsize=32)
 def _gather_fn(sharding):
     kw = {} if sharding is None else {"out_shardings": sharding}
-    return jax.jit(_gather, static_argnames=("batch_size",), **kw)
+    return jax.jit(functools.partial(_gather, out_sharding=sharding), static_argnames=("batch_size",), **kw)
+
+
+def _output_sharding(images, sharding):
+    """The batch sharding: the requested one, else replicated over the mesh of sharded inputs."""
+    if sharding is not None:
+        return sharding
+    s = getattr(images, "sharding", None)
+    if isinstance(s, jax.sharding.NamedSharding) and s.mesh.size > 1:
+        return jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec())
+    return None
 
 
 @functools.partial(jax.jit, static_argnames=("n", "total", "shuffle"))
@@ -126,7 +148,8 @@ def epoch_batches(images, labels, *, batch_size: int, key=None, remainder: str =
       remainder: ``"drop"`` or ``"pad"`` (see the module doc).
       shuffle: permute the examples (default) or keep their order.
       sharding: optional output sharding of every batch array (e.g. ``NamedSharding(mesh,
-        P("data"))``); ``B`` must divide over its device axis.
+        P("data"))``); ``B`` must divide over its device axis. Default: the default device, or
+        replicated over the mesh when ``images`` is sharded with a ``NamedSharding``.
 
     Yields:
       dicts ``{"image": [B, ...] (dtype of images), "label": int32 [B], "mask": bool [B]}``. The
@@ -155,6 +178,6 @@ def epoch_batches(images, labels, *, batch_size: int, key=None, remainder: str =
         labels = labels.astype(jnp.int32)
     total = steps * batch_size
     order, valid = _epoch_order(key if shuffle else jax.random.key(0), n=n, total=total, shuffle=shuffle)
-    fn = _gather_fn(sharding)
+    fn = _gather_fn(_output_sharding(images, sharding))
     for i in range(steps):
         yield fn(images, labels, order, valid, np.int32(i * batch_size), batch_size=batch_size)
