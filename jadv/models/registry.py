@@ -1,0 +1,70 @@
+"""Model registry: ``jadv.models.get(name, **kwargs)`` and variable initialisation."""
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jadv.models.resnet import CifarResNet, PreActResNet, ResNet, WideResNet
+from jadv.models.simple import MLP, Linear, SmallCNN
+
+_MODELS = {
+    "linear": Linear,
+    "mlp": MLP,
+    "small_cnn": SmallCNN,
+    "preact_resnet": PreActResNet,
+    "preact_resnet18": functools.partial(PreActResNet, depth=18),
+    "preact_resnet34": functools.partial(PreActResNet, depth=34),
+    "resnet": ResNet,
+    "resnet18": functools.partial(ResNet, depth=18),
+    "resnet34": functools.partial(ResNet, depth=34),
+    "resnet50": functools.partial(ResNet, depth=50),
+    "cifar_resnet": CifarResNet,
+    **{f"resnet{d}": functools.partial(CifarResNet, depth=d) for d in (20, 32, 44, 56, 110)},
+    "wide_resnet": WideResNet,
+    "wrn28_10": functools.partial(WideResNet, depth=28, width=10),
+    "wrn34_10": functools.partial(WideResNet, depth=34, width=10),
+}
+
+
+def available() -> tuple[str, ...]:
+    """Names accepted by :func:`get`."""
+    return tuple(sorted(_MODELS))
+
+
+def get(name: str, **kwargs) -> nn.Module:
+    """Build a model by name, e.g. ``get("small_cnn", num_classes=10, conv1_filters=64)``.
+
+    Common keyword arguments: ``num_classes``, ``norm`` ("batch", "dual_batch", "group", "none"),
+    ``mean``/``std`` (per-channel input normalisation applied inside the model), ``dtype``
+    (computation dtype, e.g. ``jnp.bfloat16``; parameters stay float32).
+    """
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    if "mean" in kwargs:
+        kwargs["mean"] = tuple(float(v) for v in kwargs["mean"])
+    if "std" in kwargs:
+        kwargs["std"] = tuple(float(v) for v in kwargs["std"])
+    try:
+        return _MODELS[name](**kwargs)
+    except TypeError as err:
+        raise TypeError(f"bad arguments for model {name!r}: {err}") from None
+
+
+def init_variables(model: nn.Module, key, input_shape) -> dict:
+    """Initialise a model's variables for inputs of shape ``input_shape`` = (B, H, W, C).
+
+    Returns ``{"params": ..., "batch_stats": ...}`` (``batch_stats`` is an empty dict for models
+    without batch norm), with every array float32.
+    """
+    variables = model.init(key, jnp.zeros(input_shape, jnp.float32), train=False)
+    variables = dict(variables)
+    variables.setdefault("batch_stats", {})
+    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+
+
+def count_params(params) -> int:
+    """Number of scalar parameters in a pytree."""
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
