@@ -143,6 +143,9 @@ def test_device_put_dataset_and_sharded_batches(key, axis_type):
 
 
 # ---------------------------------------------------------------------------- augmentation
+# one compiled program per shape/option (eager op-by-op dispatch is slow on a busy CPU)
+_rcf = jax.jit(D.random_crop_flip, static_argnames=("padding", "flip"))
+
 def _windows(x, padding):
     """Every (dy, dx, flipped) crop of the zero-padded image x [H, W, C]."""
     h, w, _ = x.shape
@@ -156,7 +159,7 @@ def _windows(x, padding):
 def test_random_crop_flip_is_a_window_of_the_padded_image(key):
     rng = np.random.default_rng(0)
     x = rng.random((48, 5, 6, 2)).astype(np.float32) + 0.01  # no zeros: padding is recognisable
-    out = np.asarray(D.random_crop_flip(key, x, padding=2))
+    out = np.asarray(_rcf(key, x, padding=2))
     assert out.shape == x.shape and out.dtype == np.float32
     found = []
     for xi, oi in zip(x, out):
@@ -171,29 +174,27 @@ def test_random_crop_flip_is_a_window_of_the_padded_image(key):
 def test_flip_only_and_crop_only(key):
     rng = np.random.default_rng(1)
     x = rng.random((32, 4, 4, 3)).astype(np.float32)
-    out = np.asarray(D.random_crop_flip(key, x, padding=0))
+    out = np.asarray(_rcf(key, x, padding=0))
     fired = [np.array_equal(o, xi[:, ::-1]) for o, xi in zip(out, x)]
     kept = [np.array_equal(o, xi) for o, xi in zip(out, x)]
     assert all(f or k for f, k in zip(fired, kept)) and any(fired) and any(kept)
     batched_flip = np.asarray(x)[:, :, ::-1]
     np.testing.assert_array_equal(out[np.array(fired)], batched_flip[np.array(fired)])
-    noflip = np.asarray(D.random_crop_flip(key, x + 0.01, padding=1, flip=False))
+    noflip = np.asarray(_rcf(key, x + 0.01, padding=1, flip=False))
     for xi, oi in zip(x + 0.01, noflip):
         assert any(np.array_equal(win, oi) for (dy, dx, f), win in _windows(xi, 1) if not f)
-    np.testing.assert_array_equal(D.random_crop_flip(key, x, padding=0, flip=False), x)
+    np.testing.assert_array_equal(_rcf(key, x, padding=0, flip=False), x)
 
 
 def test_crop_flip_determinism_jit_vmap(key):
     x = jnp.asarray(np.random.default_rng(2).random((8, 6, 6, 3)), jnp.float32)
-    a = D.random_crop_flip(key, x)
-    np.testing.assert_array_equal(a, D.random_crop_flip(jax.random.key(0), x))
-    assert not np.array_equal(a, D.random_crop_flip(jax.random.key(1), x))
-    j = jax.jit(D.random_crop_flip, static_argnames=("padding", "flip"))(key, x, padding=4)
-    np.testing.assert_array_equal(a, j)
+    a = D.random_crop_flip(key, x)  # eager
+    np.testing.assert_array_equal(a, _rcf(jax.random.key(0), x, padding=4))  # jitted, same key
+    assert not np.array_equal(a, _rcf(jax.random.key(1), x, padding=4))
     keys = jax.random.split(key, 3)
-    v = jax.vmap(lambda k: D.random_crop_flip(k, x, padding=1))(keys)
+    v = jax.jit(jax.vmap(lambda k: D.random_crop_flip(k, x, padding=1)))(keys)
     assert v.shape == (3, *x.shape)
-    np.testing.assert_array_equal(v[1], D.random_crop_flip(keys[1], x, padding=1))
+    np.testing.assert_array_equal(v[1], _rcf(keys[1], x, padding=1))
 
 
 def test_crop_flip_errors(key):
