@@ -576,3 +576,22 @@ def test_dataset_validation():
     with pytest.raises(Exception):
         ds.name = "y"
 
+
+
+def test_python2_style_pickle_stream(tmp_path):
+    """A byte stream as Python 2's cPickle (protocol 2) writes the real CIFAR batches: SHORT_BINSTRING
+    keys and a numpy.core.multiarray._reconstruct array, read under numpy 2 without warnings."""
+    stream = (b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03"
+              b"K\x00\x85U\x01b\x87Rq\x04(K\x01K\x01K\x03\x86cnumpy\ndtype\nq\x05U\x02u1K\x00K\x01\x87Rq\x06"
+              b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x03\x01\x02\x03tbU\x06labelsq\x07"
+              b"]q\x08(K\x05K\x07eu.")
+    p = tmp_path / "data_batch_1"
+    p.write_bytes(stream)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = D.restricted_load(p)
+    assert d[b"labels"] == [5, 7]
+    np.testing.assert_array_equal(d[b"data"], np.array([[1, 2, 3]], np.uint8))
+    assert d[b"data"].dtype == np.uint8
