@@ -13,3 +13,9 @@ from jadv.analysis.large_eps import *  # noqa: F401,F403
 from jadv.analysis.logistic import *  # noqa: F401,F403
 from jadv.analysis.saliency import *  # noqa: F401,F403
 from jadv.analysis.tsipras import *  # noqa: F401,F403
+
+from jadv.analysis import (channels, curvature, features, filters, landscape, large_eps,  # noqa: E402
+                           logistic, saliency, tsipras)
+
+__all__ = [name for module in (channels, curvature, features, filters, landscape, large_eps,
+                               logistic, saliency, tsipras) for name in module.__all__]

@@ -25,14 +25,17 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding that splits axis 0 (the batch) over the mesh's "data" axis."""
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding that keeps a full copy on every device (parameters, optimizer state)."""
     return NamedSharding(mesh, P())
 
 
 def check_divisible(batch_size: int, mesh: Mesh) -> None:
+    """ValueError unless ``batch_size`` splits evenly over the mesh's devices."""
     n = mesh.devices.size
     if batch_size % n:
         raise ValueError(f"batch size {batch_size} is not divisible by the number of devices {n}; "
