@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jadv.analysis import (feature_label_correlation, linear_accuracy, linear_adversarial_margin,
-                           linear_robust_accuracy, top_k_curve, top_k_features, train_linear)
+from jadv.analysis import (feature_label_correlation, large_weight_share, linear_accuracy, linear_adversarial_margin,
+                           linear_robust_accuracy, top_k_curve, top_k_features, train_linear, weight_correlation_rank)
 
 
 def test_correlation_hand_computed():
@@ -102,11 +102,46 @@ def test_top_k_curve():
     y = rng.integers(0, 2, n)
     x = rng.uniform(0.3, 0.7, size=(n, d)).astype(np.float32)
     x[:, 4] = np.where(y == 1, 0.9, 0.1)  # one perfectly predictive, well-separated feature
-    out = top_k_curve(x[:300], y[:300], x[300:], y[300:], [1, 3], eps_train=0.1, eps_test=0.1, steps=200, lr=0.1)
+    out = top_k_curve(x[:300], y[:300], x[300:], y[300:], [1, 3], eps_train=0.1, eps_test=0.1, steps=100, lr=0.1)
     assert list(out["k"]) == [1, 3]
     assert out["features"][0].tolist() == [4]
     assert out["standard"][0] == 1.0 and out["robust"][0] == 1.0
     assert np.all(out["robust"] <= out["standard"])
+
+
+def test_weight_summaries_hand_computed():
+    w = np.array([1.0, -0.5, 0.01, 0.0, 0.02])
+    assert large_weight_share(w) == pytest.approx(3 / 5)  # 1, 0.5, 0.02 > 0.01
+    assert large_weight_share(w, rel=0.6) == pytest.approx(1 / 5)
+    assert large_weight_share(np.zeros(3)) == 0.0
+    corr = np.array([0.9, 0.5, -0.1, 0.0, 0.2])
+    assert weight_correlation_rank(w, corr) == pytest.approx(1.0)  # same ranking of |.|
+    assert weight_correlation_rank(w, np.array([0.0, 0.2, 0.5, 0.9, 0.1])) < 0
+    assert np.isnan(weight_correlation_rank(np.ones(5), corr))
+    with pytest.raises(ValueError):
+        weight_correlation_rank(w, corr[:3])
+    with pytest.raises(ValueError):
+        large_weight_share(w, rel=1.5)
+
+
+@pytest.mark.slow
+def test_binary_digits_at_model_is_sparser_and_more_robust():
+    """Reproduction check 14 (partial) on scikit-learn's 8x8 digits, 5 vs 7, pixels in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    m = (d.target == 5) | (d.target == 7)
+    x = (d.data[m] / 16).astype(np.float32)
+    y = (d.target[m] == 7).astype(np.int32)
+    p = np.random.default_rng(0).permutation(len(y))
+    x, y = x[p], y[p]
+    xtr, ytr, xte, yte = x[:250], y[:250], x[250:], y[250:]
+    ws, bs = train_linear(xtr, ytr, eps=0.0, steps=400, lr=0.05, l2_reg=1e-3)
+    wr, br = train_linear(xtr, ytr, eps=0.2, steps=400, lr=0.05, l2_reg=1e-3)
+    assert large_weight_share(wr) < 0.5 * large_weight_share(ws)
+    assert float(linear_robust_accuracy(wr, br, xte, yte, eps=0.1)) > float(
+        linear_robust_accuracy(ws, bs, xte, yte, eps=0.1))
+    assert float(linear_accuracy(wr, br, xte, yte)) <= float(linear_accuracy(ws, bs, xte, yte))
 
 
 def test_errors():

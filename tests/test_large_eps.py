@@ -61,6 +61,20 @@ def test_best_iterate_beats_overshooting_last(key):
     assert float(last[0, 0, 0, 0]) == pytest.approx(0.2, abs=1e-6)
 
 
+@pytest.mark.slow
+def test_jit_with_traced_eps_matches_eager(key):
+    f = _model(key)
+    x = jax.random.uniform(jax.random.fold_in(key, 1), (2, 4, 4, 1))
+    t = jnp.array([2, 0], jnp.int32)
+
+    @jax.jit
+    def run(x, t, eps):
+        return large_eps_examples(f, x, t, key=None, eps=eps, step_size=0.5, steps=3)
+
+    eager = large_eps_examples(f, x, t, key=None, eps=1.5, step_size=0.5, steps=3)
+    np.testing.assert_allclose(np.asarray(run(x, t, 1.5)), np.asarray(eager), atol=1e-5)
+
+
 def test_interpolate():
     x = jnp.zeros((2, 3, 3, 1))
     xa = jnp.ones((2, 3, 3, 1))

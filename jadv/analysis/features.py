@@ -31,7 +31,7 @@ import optax
 from jadv._checks import check_nonnegative, check_norm, check_positive_int, is_concrete
 
 __all__ = ["feature_label_correlation", "top_k_features", "linear_adversarial_margin", "linear_accuracy",
-           "linear_robust_accuracy", "train_linear", "top_k_curve"]
+           "linear_robust_accuracy", "train_linear", "top_k_curve", "large_weight_share", "weight_correlation_rank"]
 
 _DUAL = {"linf": 1, "l2": 2, "l1": np.inf}
 
@@ -124,7 +124,7 @@ def linear_adversarial_margin(w, b, x, y, *, eps, norm: str = "linf", box: bool 
     if box:
         if norm != "linf":
             raise ValueError("box=True has a closed form only for norm='linf'")
-        if is_concrete(x) and (float(jnp.min(x)) < 0 or float(jnp.max(x)) > 1):
+        if is_concrete(x) and np.size(x) and (np.min(np.asarray(x)) < 0 or np.max(np.asarray(x)) > 1):
             raise ValueError("box=True needs x in [0, 1]")
         c = s[:, None] * w[None, :]
         lo, hi = jnp.minimum(eps, x), jnp.minimum(eps, 1.0 - x)
@@ -230,3 +230,37 @@ def top_k_curve(x_train, y_train, x_test, y_test, ks: Sequence[int], *, eps_trai
         rob.append(float(linear_robust_accuracy(w, b, xte[:, idx], y_test, eps=eps_test, norm=norm, box=box)))
         feats.append(idx)
     return {"k": np.asarray(ks), "standard": np.asarray(std), "robust": np.asarray(rob), "features": feats}
+
+
+def large_weight_share(w, *, rel: float = 0.01) -> float:
+    """Share of weights with ``|w_i| > rel * max_j |w_j|`` (lower = sparser model).
+
+    Reproduction check 14 (Tsipras et al., binary MNIST): the L-inf-AT linear model has fewer
+    weights above 1% of its largest weight than the standard one. An all-zero w gives 0.
+    """
+    a = np.abs(np.asarray(w, dtype=np.float64)).ravel()
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise ValueError("w must be a non-empty finite array")
+    if not (np.isfinite(rel) and 0 <= rel < 1):
+        raise ValueError(f"rel must be in [0, 1), got {rel}")
+    m = a.max()
+    return float(np.mean(a > rel * m)) if m > 0 else 0.0
+
+
+def weight_correlation_rank(w, corr) -> float:
+    """Spearman rank correlation between ``|w_i|`` and ``|corr(x_i, y)|`` over the features.
+
+    Reproduction check 14: higher for the L-inf-AT linear model (it relies on the most
+    label-correlated features). NaN if either vector is constant.
+    """
+    from scipy.stats import spearmanr
+
+    a = np.abs(np.asarray(w, dtype=np.float64)).ravel()
+    c = np.abs(np.asarray(corr, dtype=np.float64)).ravel()
+    if a.shape != c.shape or a.size < 2:
+        raise ValueError(f"w and corr must have the same length >= 2, got {a.size} and {c.size}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(c))):
+        raise ValueError("w and corr must be finite")
+    if np.ptp(a) == 0 or np.ptp(c) == 0:
+        return float("nan")
+    return float(spearmanr(a, c).statistic)
