@@ -89,7 +89,7 @@ def test_errors(key):
     f = _model(key)
     x = jnp.full((2, 2, 3, 2), 0.5)
     with pytest.raises(ValueError):
-        input_gradients(f, x, jnp.array([0, 1]), loss="dlr")
+        input_gradients(f, x, jnp.array([0, 1]), loss="kl")
     with pytest.raises(ValueError):
         input_gradients(f, x + 1.0, jnp.array([0, 1]))
     with pytest.raises(ValueError):

@@ -11,21 +11,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jadv._checks import check_choice, check_images, check_labels
+from jadv.attacks.losses import get_loss
 
 __all__ = ["input_gradients", "saliency_display", "sobel_edges", "saliency_alignment"]
 
-_LOSSES = ("ce", "margin")
-
-
-def _per_example_loss(logits, y, loss: str):
-    if loss == "ce":
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    true = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
-    other = jnp.max(jnp.where(jax.nn.one_hot(y, logits.shape[1], dtype=bool), -jnp.inf, logits), axis=1)
-    return other - true  # margin loss: > 0 means misclassified
+_LOSSES = ("ce", "margin", "dlr")
 
 
 def input_gradients(logits_fn, x, y, *, loss: str = "ce"):
@@ -36,7 +28,8 @@ def input_gradients(logits_fn, x, y, *, loss: str = "ce"):
         mode), so the gradient of the summed loss is the per-example gradient.
       x: ``[B, H, W, C]`` float images in [0, 1].
       y: ``[B]`` int labels.
-      loss: "ce" (cross-entropy, as in the paper) or "margin" (``max_{j!=y} z_j - z_y``).
+      loss: "ce" (cross-entropy, as in the paper), "margin" (``max_{j!=y} z_j - z_y``) or "dlr"
+        (the per-example losses of :mod:`jadv.attacks.losses`).
 
     Returns:
       ``[B, H, W, C]`` float32 gradients (pointing towards higher loss).
@@ -49,7 +42,7 @@ def input_gradients(logits_fn, x, y, *, loss: str = "ce"):
         logits = logits_fn(xx)
         if jnp.ndim(logits) != 2 or logits.shape[0] != xx.shape[0]:
             raise ValueError(f"logits_fn must return [B, K] logits, got shape {jnp.shape(logits)}")
-        return jnp.sum(_per_example_loss(logits.astype(jnp.float32), y, loss))
+        return jnp.sum(get_loss(loss)(logits.astype(jnp.float32), y))
 
     return jax.grad(total)(jnp.asarray(x, jnp.float32))
 
