@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jadv.analysis import channel_distance_histogram, channel_distances, near_equal_share
+from jadv.analysis import (channel_distance_histogram, channel_distances, grayscale_images, near_equal_share,
+                           sketch_images)
 
 
 def test_equal_channels_give_zero(key):
@@ -65,3 +66,18 @@ def test_errors():
         channel_distance_histogram(np.array([0.1]), bin_width=0.0)
     with pytest.raises(ValueError):
         near_equal_share(np.array([np.nan]))
+
+
+def test_grayscale_and_sketch():
+    x = np.zeros((2, 4, 6, 3), np.float32)
+    x[0, :, :, 0] = 1.0          # pure red
+    x[1, :, 3:, :] = 1.0         # white right half
+    g = np.asarray(grayscale_images(x))
+    np.testing.assert_allclose(g[0], 0.299, rtol=1e-6)
+    np.testing.assert_array_equal(g[..., 0], g[..., 2])
+    sk = np.asarray(sketch_images(x))
+    np.testing.assert_array_equal(sk[0], 1.0)  # constant luma: no edges, white
+    np.testing.assert_allclose(sk[1, :, 2:4], 0.0, atol=1e-6)  # the edge is black
+    np.testing.assert_array_equal(sk[1, :, [0, 5]], 1.0)
+    with pytest.raises(ValueError):
+        grayscale_images(np.zeros((1, 4, 4, 1), np.float32))

@@ -22,9 +22,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jadv._checks import is_concrete
+from jadv._checks import check_images, is_concrete
 
-__all__ = ["CHANNEL_PAIRS", "channel_distances", "channel_distance_histogram", "near_equal_share"]
+__all__ = ["CHANNEL_PAIRS", "channel_distances", "channel_distance_histogram", "near_equal_share",
+           "grayscale_images", "sketch_images"]
 
 #: The input-channel pairs, in the order of the columns returned by :func:`channel_distances`.
 CHANNEL_PAIRS = ((0, 1), (0, 2), (1, 2))  # (R, G), (R, B), (G, B)
@@ -116,3 +117,45 @@ def near_equal_share(dist, threshold: float = 0.02):
         raise ValueError(f"threshold must be finite and >= 0, got {threshold}")
     count = int(np.sum(d < threshold))
     return count, count / d.size
+
+
+def grayscale_images(x):
+    """Colourless copies of RGB images for the "does the model ignore colour?" test of study 1.
+
+    Each pixel is replaced by its ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` in all three
+    channels, so the shape (and the model input) is unchanged. A first-layer filter with
+    ``W[:,:,R] = W[:,:,G] = W[:,:,B]`` only sees the intensity ``R + G + B``, not colour, so the
+    poster's reading predicts that models with many such filters lose less accuracy here.
+
+    Args:
+      x: ``[B, H, W, 3]`` float images in [0, 1].
+    Returns:
+      ``[B, H, W, 3]`` float32 grey images in [0, 1].
+    """
+    check_images(x)
+    if jnp.shape(x)[-1] != 3:
+        raise ValueError(f"x must be RGB [B, H, W, 3], got shape {jnp.shape(x)}")
+    y = jnp.asarray(x, jnp.float32) @ jnp.array([0.299, 0.587, 0.114], jnp.float32)
+    return jnp.clip(jnp.repeat(y[..., None], 3, axis=-1), 0.0, 1.0)
+
+
+def sketch_images(x):
+    """Sketch-like versions of images (dark edges on white), a stand-in for ImageNet-Sketch
+    (Wang, Ge, Lipton & Xing 2019), which the Kaur et al. poster cites.
+
+    ``1 - e / max(e)`` per image, with ``e`` the Sobel gradient magnitude of the grey image
+    (:func:`jadv.analysis.sobel_edges`), repeated over the input's channels. A constant image
+    becomes all white.
+
+    Args:
+      x: ``[B, H, W, C]`` float images in [0, 1].
+    Returns:
+      ``[B, H, W, C]`` float32 images in [0, 1].
+    """
+    from jadv.analysis.saliency import sobel_edges
+
+    check_images(x)
+    e = sobel_edges(x)
+    m = jnp.max(e, axis=(1, 2), keepdims=True)
+    s = jnp.where(m > 0, 1.0 - e / jnp.where(m > 0, m, 1.0), 1.0)
+    return jnp.repeat(s[..., None], jnp.shape(x)[-1], axis=-1)
