@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from jadv._checks import is_concrete
@@ -44,7 +45,7 @@ def _as_kernel(kernel, name: str = "kernel") -> np.ndarray:
     k = np.asarray(kernel)
     if k.ndim != 4:
         raise ValueError(f"{name} must be a 4-D HWIO conv kernel [kh, kw, C_in, C_out], got shape {k.shape}")
-    if not np.issubdtype(k.dtype, np.floating):
+    if not jnp.issubdtype(k.dtype, jnp.floating):  # also accepts bfloat16
         raise TypeError(f"{name} must be a float array, got dtype {k.dtype}")
     if k.size == 0:
         raise ValueError(f"{name} is empty (shape {k.shape})")
