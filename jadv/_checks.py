@@ -55,7 +55,9 @@ def check_images(x, name: str = "x", ndim: int | None = 4) -> None:
         raise TypeError(f"{name} must be a float array in [0, 1], got dtype {jnp.result_type(x)}; "
                         "convert uint8 images with jadv.data.to_float")
     if is_concrete(x):
-        lo, hi = float(jnp.min(x)), float(jnp.max(x))
+        # numpy, not jnp: inside a traced function jnp ops on a closed-over constant give tracers.
+        arr = np.asarray(x)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
         if lo < 0.0 or hi > 1.0 or not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name} must lie in [0, 1] (normalisation belongs inside the model), "
                              f"got values in [{lo:.4g}, {hi:.4g}]")
@@ -70,6 +72,7 @@ def check_labels(y, batch_size: int, num_classes: int | None = None, name: str =
     if jnp.shape(y)[0] != batch_size:
         raise ValueError(f"{name} has {jnp.shape(y)[0]} labels but the batch has {batch_size} examples")
     if num_classes is not None and is_concrete(y) and jnp.size(y) > 0:
-        lo, hi = int(jnp.min(y)), int(jnp.max(y))
+        arr = np.asarray(y)
+        lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"{name} must lie in [0, {num_classes}), got labels in [{lo}, {hi}]")
