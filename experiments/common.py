@@ -1,0 +1,87 @@
+"""Shared plumbing of the study scripts: claims, outputs, resumable parts.
+
+A study is a module in ``experiments/`` with ``run(config, workdir) -> dict`` and a config file
+``configs/<study>.py`` whose ``get_config(profile)`` takes a profile ("smoke", "default", "cpu",
+"full"). ``run`` writes into ``workdir``: ``results.json`` (numbers), PNG figures and
+``claims.json``, a list of :func:`claim` records that ``reproduce.py`` gathers into its
+claims table. Expensive parts are cached with :func:`cached_part`, so a killed study resumes
+without redoing finished parts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+VERDICTS = ("reproduced", "not reproduced", "not run at this profile")
+
+
+def claim(study: str, claim_id: str, text: str, *, measured: str, verdict: str | bool | None,
+          source: str, command: str = "") -> dict:
+    """One row of the claims table. ``verdict``: True/False/None or one of :data:`VERDICTS`."""
+    if isinstance(verdict, bool) or verdict is None or isinstance(verdict, np.bool_):
+        verdict = {True: "reproduced", False: "not reproduced", None: "not run at this profile"}[
+            None if verdict is None else bool(verdict)]
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return {"study": study, "id": claim_id, "claim": text, "measured": measured, "verdict": verdict,
+            "source": source, "command": command}
+
+
+def to_jsonable(obj: Any):
+    """numpy/jax values -> plain Python for json.dump."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    return obj
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Atomic JSON write (a kill never leaves a half-written file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(to_jsonable(obj), f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def cached_part(workdir: str, name: str, compute: Callable[[], dict]) -> dict:
+    """Return ``workdir/parts/<name>.json`` if it exists, else compute, save and return it."""
+    path = os.path.join(workdir, "parts", f"{name}.json")
+    if os.path.exists(path):
+        return read_json(path)
+    result = to_jsonable(compute())
+    write_json(path, result)
+    return result
+
+
+def monotone(values, *, increasing: bool = True, tol: float = 0.0) -> bool:
+    """True if consecutive values never move the wrong way by more than ``tol``."""
+    v = np.asarray(values, np.float64)
+    d = np.diff(v)
+    return bool(np.all(d >= -tol) if increasing else np.all(d <= tol))
+
+
+def finish(workdir: str, study: str, results: dict, claims: list[dict], figures: list[str]) -> dict:
+    """Write results.json and claims.json; return the study record for reproduce.py."""
+    record = {"study": study, "results": results, "claims": claims,
+              "figures": [os.path.relpath(f, workdir) for f in figures]}
+    write_json(os.path.join(workdir, "results.json"), record)
+    write_json(os.path.join(workdir, "claims.json"), claims)
+    return record
