@@ -85,3 +85,26 @@ def finish(workdir: str, study: str, results: dict, claims: list[dict], figures:
     write_json(os.path.join(workdir, "results.json"), record)
     write_json(os.path.join(workdir, "claims.json"), claims)
     return record
+
+
+def train_model(config, workdir: str):
+    """Train (or reuse) a model with ``jadv.train.train_and_evaluate``; resumable.
+
+    If ``workdir/results.json`` exists the run is finished and only loaded; if a checkpoint
+    exists the run resumes from it. Returns ``(model, variables, results)`` with the latest
+    checkpoint's inference variables (``variables = {"params", "batch_stats"}``).
+    """
+    from jadv.train import load_trained, train_and_evaluate
+
+    done = os.path.join(workdir, "results.json")
+    if os.path.exists(done):
+        results = read_json(done)
+    else:
+        results = train_and_evaluate(config, workdir)
+    model, variables, _ = load_trained(workdir)
+    return model, variables, results
+
+
+def logits_fn_of(model, variables, *, bn_set: str = "clean"):
+    """Inference-mode ``logits_fn(x)`` (running batch-norm statistics) of a trained model."""
+    return lambda x: model.apply(variables, x, train=False, bn_set=bn_set)
