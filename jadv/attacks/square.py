@@ -212,20 +212,30 @@ def _unit(d):
 
 
 def _l2_init(key, x):
-    """Reference L2 start: tiles of side h//5 holding +-eta(s) with a random sign per example and channel."""
+    """Reference L2 start: tiles of side s = h//5 (grid from offset (h - 5s)//2, clipped to the image)
+    each holding eta(s) or its transpose with a random sign per example, tile and channel."""
     b, h, w, c = x.shape
     s = h // 5
     sp = (h - s * 5) // 2
-    d = jnp.zeros_like(x)
+    n_th, n_tw = h // s, w // s
+    tid = -np.ones((h, w), np.int64)
+    ih = np.zeros((h, w), np.int64)
+    iw = np.zeros((h, w), np.int64)
+    for i in range(n_th):
+        for j in range(n_tw):
+            r0, c0 = sp + i * s, sp + j * s
+            for a in range(s):
+                for bb in range(s):
+                    if r0 + a < h and c0 + bb < w:
+                        tid[r0 + a, c0 + bb] = i * n_tw + j
+                        ih[r0 + a, c0 + bb] = a
+                        iw[r0 + a, c0 + bb] = bb
+    n_t = n_th * n_tw
+    k1, k2 = jax.random.split(key)
     e = jnp.asarray(_eta(s), x.dtype)
-    tiles = [(sp + i * s, sp + j * s) for i in range(h // s) for j in range(w // s)]
-    keys = jax.random.split(key, 2 * len(tiles)).reshape(len(tiles), 2)
-    for (vh, vw), (ka, kb) in zip(tiles, keys):
-        hh, ww = min(s, h - vh), min(s, w - vw)
-        if hh <= 0 or ww <= 0:
-            continue
-        flip = jax.random.bernoulli(ka, 0.5, (b, 1, 1))
-        pat = jnp.where(flip, e.T[None], e[None])[:, :hh, :ww, None]
-        sg = jax.random.rademacher(kb, (b, 1, 1, c), x.dtype)
-        d = d.at[:, vh:vh + hh, vw:vw + ww, :].add(pat * sg)
-    return d
+    flip = jax.random.bernoulli(k1, 0.5, (b, n_t, 1, 1))
+    pats = jnp.where(flip, e.T[None, None], e[None, None])            # [B, T, s, s]
+    signs = jax.random.rademacher(k2, (b, n_t, c), x.dtype)            # [B, T, C]
+    t = np.maximum(tid, 0)
+    vals = pats[:, t, ih, iw][..., None] * signs[:, t, :]              # [B, h, w, C]
+    return jnp.where(jnp.asarray(tid >= 0)[None, :, :, None], vals, 0.0)
