@@ -23,6 +23,19 @@ if ROOT not in sys.path:
 VERDICTS = ("reproduced", "not reproduced", "not run at this profile")
 
 
+def load_config(name: str, profile: str):
+    """``configs/<name>.py:get_config(profile)``, loaded by path (no clash with study modules)."""
+    import importlib.util
+
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no config file {path}")
+    spec = importlib.util.spec_from_file_location(f"jadv_configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(profile)
+
+
 def claim(study: str, claim_id: str, text: str, *, measured: str, verdict: str | bool | None,
           source: str, command: str = "") -> dict:
     """One row of the claims table. ``verdict``: True/False/None or one of :data:`VERDICTS`."""

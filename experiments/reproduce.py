@@ -1,80 +1,142 @@
-"""The main job: run the studies and write one report.
+"""The main job: run the five studies and write one report with a claims table.
 
-    python experiments/reproduce.py [--profile default] [--out results/default] [--data_dir DIR]
+    python experiments/reproduce.py --profile default --out results/default [--data_dir DIR]
+        [--studies sharpness,tradeoff]
 
-Every study writes into ``OUT/<study>/`` and marks itself done with ``OUT/<study>/done.json``;
-a rerun skips finished studies and resumes unfinished ones from their checkpoints. The report
-is ``OUT/report.md``.
+Profiles: ``smoke`` (seconds; used by the tests), ``default`` (no download: embedded and
+generated data; under 30 minutes on a 2-core CPU), ``cpu`` (MNIST and CIFAR-10 from the data dir),
+``full`` (paper scale, for a GPU/TPU).
 
-Profiles: ``smoke`` (seconds, used by the tests), ``default`` (no download, embedded data, a
-2-core CPU), ``cpu`` (MNIST and CIFAR-10 from the data dir), ``full`` (paper scale, GPU/TPU).
+Every study writes into ``OUT/<study>/`` and is marked finished by ``OUT/<study>/done.json``. A
+rerun skips finished studies and resumes an unfinished one from its cached parts and training
+checkpoints, so killing this script loses at most the part that was running. The report is
+``OUT/report.md`` and ``OUT/report.html``: one row per claim of the five studies with the
+measured value, the verdict (reproduced / not reproduced / not run at this profile) and the
+command, then each study's figures.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import html
+import importlib
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for p in (HERE, ROOT):
+    if p not in sys.path:
+        sys.path.insert(0, p)
 
-from jadv.train import base_config, train_and_evaluate  # noqa: E402
+from common import load_config, read_json, write_json  # noqa: E402
 
 PROFILES = ("smoke", "default", "cpu", "full")
+STUDIES = ("sketchy_channels", "tradeoff", "scale_properties", "filter_lens", "sharpness")
+TITLES = {
+    "sketchy_channels": "1. Sketchy channels (Kaur, Cohen, Lipton)",
+    "tradeoff": "2. Robustness may be at odds with accuracy (Tsipras et al. 2019)",
+    "scale_properties": "3. Adversarial training at scale (Xie & Yuille 2020; AdvProp)",
+    "filter_lens": "4. Convolutional filters (Gavrikov & Keuper 2022)",
+    "sharpness": "5. Weight-loss-landscape sharpness (Yamada et al. 2021; AWP)",
+}
 
 
-def standard_training_study(profile: str, out: str, data_dir: str | None) -> dict:
-    """Standard training of the small CNN (digits offline; MNIST at the cpu/full profiles)."""
-    c = base_config()
-    c.dataset = "mnist" if profile in ("cpu", "full") else "digits"
+def study_config(study: str, profile: str, data_dir: str | None):
+    """``configs/<study>.py:get_config(profile)`` with the data dir filled in."""
+    config = load_config(study, profile)
     if data_dir:
-        c.data_dir = data_dir
-    c.model.name = "small_cnn"
-    c.model.kwargs = {"conv1_filters": 32, "widths": (64,), "hidden": 128}
-    c.batch_size = 64 if c.dataset == "digits" else 128
-    c.num_epochs = {"smoke": 1, "default": 20, "cpu": 1, "full": 10}[profile]
-    c.log_every_steps = 20 if c.dataset == "digits" else 100
-    if profile == "smoke":
-        c.train_size, c.test_size, c.batch_size = 256, 128, 32
-    return train_and_evaluate(c, os.path.join(out, "standard_training", "run"))
+        with config.unlocked():
+            config.data_dir = data_dir
+    return config
 
 
-STUDIES = {"standard_training": standard_training_study}
+def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict:
+    """Run one study unless ``out/<study>/done.json`` exists; returns its record."""
+    workdir = os.path.join(out, study)
+    done = os.path.join(workdir, "done.json")
+    if os.path.exists(done):
+        print(f"[{study}] finished earlier, reusing {done}", flush=True)
+        return read_json(done)
+    print(f"[{study}] running profile {profile} in {workdir}", flush=True)
+    t0 = time.time()
+    module = importlib.import_module(study)
+    record = module.run(study_config(study, profile, data_dir), workdir)
+    record = dict(record, wall_time_s=time.time() - t0, profile=profile)
+    write_json(done, record)
+    print(f"[{study}] done in {record['wall_time_s']:.0f} s", flush=True)
+    return record
 
 
-def run(profile: str, out: str, data_dir: str | None = None) -> str:
-    """Run every study not yet done under ``out`` and write ``out/report.md``; returns its path."""
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def write_report(out: str, profile: str, records: dict, command: str) -> tuple[str, str]:
+    """Write ``out/report.md`` and ``out/report.html``; returns both paths."""
+    rows = [c for study in STUDIES if study in records for c in records[study]["claims"]]
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("reproduced", "not reproduced", "not run at this profile")}
+    md = [f"# jadv reproduction report — profile `{profile}`", "",
+          f"Command: `{command}`", "",
+          f"Claims: {counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
+          f"{counts['not run at this profile']} not run at this profile.", "",
+          "| study | claim | measured | verdict | source |", "|---|---|---|---|---|"]
+    md += [f"| {r['study']} | {_cell(r['claim'])} | {_cell(r['measured'])} | **{r['verdict']}** | {_cell(r['source'])} |"
+           for r in rows]
+    md.append("")
+    for study in STUDIES:
+        if study not in records:
+            continue
+        rec = records[study]
+        md += [f"## {TITLES[study]}", "", f"Wall time: {rec.get('wall_time_s', float('nan')):.0f} s. "
+               f"Outputs: `{study}/` (results.json, claims.json). Rerun alone: "
+               f"`python experiments/{study}.py --profile {profile}`.", ""]
+        md += [f"![{fig}]({study}/{fig})" for fig in rec.get("figures", [])]
+        md.append("")
+    md_path = os.path.join(out, "report.md")
+    with open(md_path + ".tmp", "w") as f:
+        f.write("\n".join(md))
+    os.replace(md_path + ".tmp", md_path)
+
+    esc = html.escape
+    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>jadv report ({esc(profile)})</title>",
+         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+         "td,th{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}"
+         ".reproduced{background:#e6f4e6}.not.reproduced{background:#fbe3e3}img{max-width:48%;margin:4px}</style>",
+         "</head><body>", f"<h1>jadv reproduction report — profile {esc(profile)}</h1>",
+         f"<p>Command: <code>{esc(command)}</code></p>",
+         "<table><tr><th>study</th><th>claim</th><th>measured</th><th>verdict</th><th>source</th></tr>"]
+    for r in rows:
+        h.append(f"<tr class='{esc(r['verdict'])}'><td>{esc(r['study'])}</td><td>{esc(r['claim'])}</td>"
+                 f"<td>{esc(r['measured'])}</td><td><b>{esc(r['verdict'])}</b></td><td>{esc(r['source'])}</td></tr>")
+    h.append("</table>")
+    for study in STUDIES:
+        if study in records:
+            h.append(f"<h2>{esc(TITLES[study])}</h2>")
+            h += [f"<img src='{esc(study)}/{esc(fig)}' alt='{esc(fig)}'>" for fig in records[study].get("figures", [])]
+    h.append("</body></html>")
+    html_path = os.path.join(out, "report.html")
+    with open(html_path + ".tmp", "w") as f:
+        f.write("\n".join(h))
+    os.replace(html_path + ".tmp", html_path)
+    return md_path, html_path
+
+
+def run(profile: str, out: str, data_dir: str | None = None, studies=STUDIES) -> str:
+    """Run the studies not yet finished under ``out`` and write the report; returns report.md."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    unknown = [s for s in studies if s not in STUDIES]
+    if unknown:
+        raise ValueError(f"unknown studies {unknown}; allowed: {', '.join(STUDIES)}")
     os.makedirs(out, exist_ok=True)
-    results = {}
-    for name, study in STUDIES.items():
-        done = os.path.join(out, name, "done.json")
-        if os.path.exists(done):
-            print(f"[{name}] already done, reusing {done}", flush=True)
-            with open(done) as f:
-                results[name] = json.load(f)
-            continue
-        t0 = time.time()
-        res = study(profile, out, data_dir)
-        res = dict(res, study_wall_time_s=time.time() - t0)
-        os.makedirs(os.path.dirname(done), exist_ok=True)
-        with open(done + ".tmp", "w") as f:
-            json.dump(res, f, indent=1)
-        os.replace(done + ".tmp", done)
-        results[name] = res
-    report = os.path.join(out, "report.md")
-    lines = [f"# jadv reproduction report (profile `{profile}`)", "",
-             f"Command: `python experiments/reproduce.py --profile {profile} --out {out}`", ""]
-    for name, res in results.items():
-        lines += [f"## {name}", "", "| field | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in res.items()]
-        lines.append("")
-    with open(report, "w") as f:
-        f.write("\n".join(lines))
-    print(f"report: {report}", flush=True)
-    return report
+    command = f"python experiments/reproduce.py --profile {profile} --out {out}" + (
+        f" --data_dir {data_dir}" if data_dir else "") + (
+        f" --studies {','.join(studies)}" if tuple(studies) != STUDIES else "")
+    records = {s: run_study(s, profile, out, data_dir) for s in studies}
+    md, _ = write_report(out, profile, records, command)
+    print(f"report: {md}", flush=True)
+    return md
 
 
 def main(argv=None):
@@ -82,10 +144,12 @@ def main(argv=None):
     parser.add_argument("--profile", default="default", choices=PROFILES)
     parser.add_argument("--out", default=None, help="output directory (default results/<profile>)")
     parser.add_argument("--data_dir", default=None, help="raw data directory (default $JADV_DATA_DIR or ../shared/data)")
+    parser.add_argument("--studies", default=",".join(STUDIES), help="comma-separated subset of the studies")
     args = parser.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    run(args.profile, args.out or os.path.join("results", args.profile), args.data_dir)
+    run(args.profile, args.out or os.path.join("results", args.profile), args.data_dir,
+        tuple(s for s in args.studies.split(",") if s))
 
 
 if __name__ == "__main__":
