@@ -76,8 +76,9 @@ def check_perturbations(x, x_adv, *, eps=None, norm="linf", tol=1e-5, name="atta
         raise AttackCheckError(f"{name}: x_adv has shape {xa.shape}, expected {x.shape}")
     n_nan = int(np.isnan(xa).sum())
     d = (np.nan_to_num(xa) - x).reshape(len(x), -1)
-    stats = {"n_nan": n_nan, "min": float(np.nanmin(xa)) if xa.size else 0.0,
-             "max": float(np.nanmax(xa)) if xa.size else 0.0}
+    finite = xa[~np.isnan(xa)]
+    stats = {"n_nan": n_nan, "min": float(finite.min()) if finite.size else 0.0,
+             "max": float(finite.max()) if finite.size else 0.0}
     if norm == "linf":
         stats["max_norm"] = float(np.abs(d).max()) if d.size else 0.0
     else:
