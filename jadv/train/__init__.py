@@ -3,25 +3,30 @@
 ``state, metrics = train_step(state, batch, key)`` where the objective (standard, and the
 adversarial methods) is chosen by name in the config, not by a fork of the loop.
 """
+from jadv.train.adversarial import craft, warmup_factor
+from jadv.train.awp import awp_direction
 from jadv.train.checkpoint import Checkpointer
 from jadv.train.config import VARIANTS, base_config, check_variant
-from jadv.train.loop import (NonFiniteLossError, build_model, evaluate, load_splits, load_trained,
-                             resolve_config, train_and_evaluate)
+from jadv.train.loop import (NonFiniteLossError, build_model, evaluate, evaluate_robust, load_splits,
+                             load_trained, resolve_config, train_and_evaluate)
 from jadv.train.model_fns import ModelFns, logits_fn_from_variables
-from jadv.train.objectives import OBJECTIVES, accuracy, cross_entropy, make_objective, register
+from jadv.train.objectives import (OBJECTIVES, Objective, accuracy, as_objective, cross_entropy,
+                                   make_objective, mart_loss, register)
 from jadv.train.optim import make_optimizer, make_schedule
 from jadv.train.sharding import (batch_sharding, check_divisible, make_mesh, replicate,
                                  replicated_sharding, shard_batch)
 from jadv.train.state import TrainState
-from jadv.train.step import images_to_float, make_eval_step, make_train_step
+from jadv.train.step import images_to_float, make_eval_step, make_robust_eval_step, make_train_step
 
 __all__ = [
+    "craft", "warmup_factor", "awp_direction",
     "Checkpointer", "VARIANTS", "base_config", "check_variant",
-    "NonFiniteLossError", "build_model", "evaluate", "load_splits", "load_trained",
+    "NonFiniteLossError", "build_model", "evaluate", "evaluate_robust", "load_splits", "load_trained",
     "resolve_config", "train_and_evaluate",
     "ModelFns", "logits_fn_from_variables",
-    "OBJECTIVES", "accuracy", "cross_entropy", "make_objective", "register",
+    "OBJECTIVES", "Objective", "accuracy", "as_objective", "cross_entropy", "make_objective", "mart_loss",
+    "register",
     "make_optimizer", "make_schedule",
     "batch_sharding", "check_divisible", "make_mesh", "replicate", "replicated_sharding", "shard_batch",
-    "TrainState", "images_to_float", "make_eval_step", "make_train_step",
+    "TrainState", "images_to_float", "make_eval_step", "make_robust_eval_step", "make_train_step",
 ]

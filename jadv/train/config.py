@@ -35,7 +35,37 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict({"name": "small_cnn", "kwargs": {}, "mean": None,
                                          "std": None, "dtype": "float32"})
     # objective (see jadv.train.objectives)
-    c.objective = ml_collections.ConfigDict({"name": "standard", "label_smoothing": 0.0})
+    # Adversarial fields left None take the method's documented default (see make_objective);
+    # the loop writes the resolved values into config.json.
+    c.objective = ml_collections.ConfigDict({
+        "name": "standard", "label_smoothing": 0.0,
+        # inner attack (pgd_at, fgsm_rs, trades, mart, alp, ratio, mbn, advprop, awp); free_at: eps
+        "eps": placeholder(float), "step_size": placeholder(float), "steps": placeholder(int),
+        "norm": "linf", "init": placeholder(str),
+        "attack_bn_mode": placeholder(str),    # "eval" | "train_no_update" | "train"
+        "eps_warmup_epochs": 0.0,              # linear eps (and step-size) ramp over these epochs
+        "beta": placeholder(float),            # trades/mart (default 6)
+        "replays": placeholder(int),           # free_at m (default 8)
+        "ratio": placeholder(float),           # ratio/mbn: clean share of each batch (default 0.5)
+        "alp_weight": placeholder(float),      # alp lambda (default 0.5)
+        "clean_weight": placeholder(float),    # alp clean CE weight (default 0.5)
+        "awp_inner": "pgd_at", "awp_gamma": placeholder(float),
+        "awp_warmup_epochs": placeholder(float), "awp_proxy_lr": 0.01})
+    c.eval_bn_set = "clean"        # BN set used for evaluation ("adv" only for dual-BN models)
+    # Per-epoch robust evaluation (PGD, running BN statistics) on a fixed held-out subset of the
+    # val split -> "val_robust_accuracy" (use it as checkpoint.best_metric; never select on test).
+    # test_examples > 0 also logs "test_subset_robust_accuracy" on the first N test images.
+    # enabled None: on when the objective is adversarial; eps/norm None: the objective's.
+    c.robust_eval = ml_collections.ConfigDict({
+        "enabled": placeholder(bool), "eps": placeholder(float), "steps": 10,
+        "step_size": placeholder(float),       # None: 2.5 * eps / steps
+        "norm": placeholder(str), "val_examples": 512, "test_examples": 0, "batch_size": 256})
+    # Catastrophic-overfitting early stop of Wong et al. 2020 (for fgsm_rs): after each epoch,
+    # PGD-`steps` on the first training batch (fixed); stop and keep the previous epoch's
+    # weights when robust accuracy drops by more than `drop`.
+    c.early_stop = ml_collections.ConfigDict({"enabled": False, "steps": 5,
+                                              "step_size": placeholder(float),  # None: eps / 4
+                                              "drop": 0.2})
     # optimisation
     c.batch_size = 128
     c.num_epochs = 1

@@ -26,7 +26,7 @@ from jadv.train.checkpoint import Checkpointer
 from jadv.train.objectives import make_objective
 from jadv.train.optim import make_optimizer
 from jadv.train.state import TrainState
-from jadv.train.step import make_eval_step, make_train_step
+from jadv.train.step import make_eval_step, make_robust_eval_step, make_train_step
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -82,7 +82,40 @@ def resolve_config(config, train):
         config.model.mean, config.model.std = mean, std
         config.num_classes = int(train.num_classes)
         config.input_shape = tuple(int(s) for s in train.images.shape[1:])
+    _resolve_objective(config)
     return config
+
+
+def _resolve_objective(config) -> None:
+    """Write the objective's resolved defaults (attack BN mode, step size, ...) and the robust
+    evaluation settings into ``config`` so that config.json records what ran."""
+    objective = make_objective(config.objective)
+    for k, v in objective.settings.items():
+        if k in config.objective and config.objective[k] is None:
+            config.objective[k] = v
+    if config.eval_bn_set not in ("clean", "adv"):
+        raise ValueError(f"unknown eval_bn_set {config.eval_bn_set!r}; allowed: 'clean', 'adv'")
+    re = config.robust_eval
+    if re.eps is None:
+        re.eps = objective.settings.get("eps")
+    if re.norm is None:
+        re.norm = objective.settings.get("norm", "linf")
+    if re.enabled is None:
+        re.enabled = objective.name != "standard" and re.eps is not None
+    if re.enabled:
+        if re.eps is None:
+            raise ValueError("robust_eval.enabled needs robust_eval.eps (or an adversarial objective's eps)")
+        if int(re.steps) < 1:
+            raise ValueError(f"robust_eval.steps must be >= 1, got {re.steps}")
+        if re.step_size is None:
+            re.step_size = 2.5 * float(re.eps) / int(re.steps)
+    es = config.early_stop
+    if es.enabled:
+        eps = objective.settings.get("eps")
+        if eps is None:
+            raise ValueError("early_stop needs an adversarial objective with eps (e.g. fgsm_rs)")
+        if es.step_size is None:
+            es.step_size = float(eps) / 4.0
 
 
 def build_model(config):
@@ -136,11 +169,17 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def create_state(config, model, image_shape, total_steps, init_key):
-    tx, schedule = make_optimizer(config.optimizer, total_steps)
+def create_state(config, model, image_shape, total_steps, init_key, objective=None):
+    """A fresh TrainState; the LR schedule runs over ``total_steps * objective.replays`` optimizer
+    updates, and ``state.extra`` is the objective's (Free-AT: a zero batch-shaped delta)."""
+    objective = make_objective(config.objective) if objective is None else objective
+    tx, schedule = make_optimizer(config.optimizer, total_steps * objective.replays)
     variables = jmodels.init_variables(model, init_key, (1, *image_shape))
+    extra = None
+    if objective.init_extra is not None:
+        extra = objective.init_extra((int(config.batch_size), *image_shape))
     state = TrainState.create(apply_fn=model.apply, variables=variables, tx=tx,
-                              ema=config.ema_decay is not None)
+                              ema=config.ema_decay is not None, extra=extra)
     return state, schedule
 
 
@@ -149,6 +188,19 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
     ``stop_after_steps`` ends the run early after that many steps of *this call*, with a
     checkpoint written, as a kill would; a later call resumes (used by tests).
+
+    Each evaluation record (``kind: "eval"``) holds ``val_accuracy``/``test_accuracy`` and, when
+    ``config.robust_eval`` is enabled, ``val_robust_accuracy`` (PGD on the first
+    ``robust_eval.val_examples`` held-out validation images, the same images and attack key every
+    time) and optionally ``test_subset_robust_accuracy`` (first ``robust_eval.test_examples`` test
+    images; for logging only). ``checkpoint.best_metric = "val_robust_accuracy"`` keeps the best
+    checkpoint by held-out robust accuracy beside the last ones.
+
+    With ``config.early_stop.enabled`` (FGSM-RS, Wong et al. 2020) every epoch end runs PGD on the
+    first training batch (fixed: the first batch of epoch 0) and logs a ``kind: "early_stop"``
+    record; if robust accuracy fell by more than ``early_stop.drop`` since the previous epoch the
+    run stops, the previous epoch's weights (kept in ``early_stop_ref/``) become the final state,
+    and ``early_stop.json`` marks the workdir so that a later call does not train further.
     """
     os.makedirs(workdir, exist_ok=True)
     t_start = time.time()
@@ -157,6 +209,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=1))
     model = build_model(config)
+    objective = make_objective(config.objective)
     mesh = sharding.make_mesh(config.num_devices)
     sharding.check_divisible(config.batch_size, mesh)
     if config.batch_size > len(train):
@@ -166,7 +219,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
     root = jax.random.key(config.seed)
     init_key, step_key, data_key = jax.random.split(root, 3)
-    state, schedule = create_state(config, model, train.images.shape[1:], total_steps, init_key)
+    eval_key = jax.random.fold_in(root, 7)
+    state, schedule = create_state(config, model, train.images.shape[1:], total_steps, init_key, objective)
     ckpt = Checkpointer(workdir, keep=config.checkpoint.keep, best_metric=config.checkpoint.best_metric,
                         best_mode=config.checkpoint.best_mode)
     restored = ckpt.restore(state)
@@ -174,34 +228,72 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         state = restored
         print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
     start_step = int(state.step)
+    stop_marker = os.path.join(workdir, "early_stop.json")
+    stopped = None
+    if os.path.exists(stop_marker):
+        with open(stop_marker) as f:
+            stopped = json.load(f)
+        start_step = int(stopped["step"])
     state = sharding.replicate(state, mesh)
     writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step)
+    writer.write({"step": start_step, "kind": "setup", "objective": objective.name,
+                  **{f"objective.{k}": v for k, v in objective.settings.items()},
+                  "eval_bn_set": config.eval_bn_set, "robust_eval": config.robust_eval.to_dict(),
+                  "early_stop": config.early_stop.to_dict()})
 
     augment = None
     if config.augment.crop_flip:
         padding = int(config.augment.padding)
         augment = lambda k, x: jdata.random_crop_flip(k, x, padding=padding, flip=True)  # noqa: E731
-    train_step = jax.jit(make_train_step(make_objective(config.objective), augment=augment,
-                                         ema_decay=config.ema_decay), donate_argnums=0)
-    eval_step = jax.jit(make_eval_step())
+    train_step = jax.jit(make_train_step(objective, augment=augment, ema_decay=config.ema_decay,
+                                         steps_per_epoch=steps_per_epoch), donate_argnums=0)
+    eval_step = jax.jit(make_eval_step(bn_set=config.eval_bn_set))
+    re = config.robust_eval
+    robust_sets = []
+    if re.enabled:
+        robust_step = jax.jit(make_robust_eval_step(eps=float(re.eps), step_size=float(re.step_size),
+                                                    steps=int(re.steps), norm=re.norm,
+                                                    bn_set=config.eval_bn_set))
+        if val is not None and int(re.val_examples) > 0:
+            robust_sets.append(("val_robust", _take(val, np.arange(min(int(re.val_examples), len(val))), "val")))
+        if int(re.test_examples) > 0:
+            robust_sets.append(("test_subset_robust",
+                                _take(test, np.arange(min(int(re.test_examples), len(test))), test.split)))
     train_images, train_labels = jax.device_put(train.images), jax.device_put(train.labels)
 
-    def run_eval(step: int, epoch: float) -> dict:
-        record = {"step": step, "epoch": epoch, "kind": "eval"}
+    def run_eval(step: int, epoch: float, **fields) -> dict:
+        record = {"step": step, "epoch": epoch, "kind": "eval", **fields}
         for name, ds in (("val", val), ("test", test)):
             if ds is not None:
                 res = evaluate(state, eval_step, ds, batch_size=config.eval_batch_size, mesh=mesh)
                 record[f"{name}_accuracy"], record[f"{name}_loss"] = res["accuracy"], res["loss"]
+        for name, ds in robust_sets:
+            res = evaluate_robust(state, robust_step, ds, batch_size=int(re.batch_size), mesh=mesh, key=eval_key)
+            record[f"{name}_accuracy"] = res["robust_accuracy"]
+            record[f"{name}_count"] = res["count"]
         writer.write(record)
         print(f"eval step {step} epoch {epoch:.2f}: " + ", ".join(
             f"{k} {v:.4f}" for k, v in record.items() if k.endswith(("accuracy", "loss"))), flush=True)
         return record
 
+    es = config.early_stop
+    es_ckpt, es_batch, es_prev = None, None, None
+    if es.enabled and stopped is None:
+        es_ckpt = Checkpointer(os.path.join(workdir, "early_stop_ref"), keep=1)
+        es_step = jax.jit(make_robust_eval_step(eps=float(config.objective.eps), step_size=float(es.step_size),
+                                                steps=int(es.steps), norm=config.objective.norm,
+                                                use_ema=False, bn_set=config.eval_bn_set))
+        first = next(iter(jdata.epoch_batches(train_images, train_labels, batch_size=config.batch_size,
+                                              key=jax.random.fold_in(data_key, 0), remainder="drop")))
+        es_batch = sharding.shard_batch(first, mesh)
+        es_prev = _last_early_stop_value(os.path.join(workdir, "metrics.jsonl"))
+
     step, pending, last_log_t, last_log_step = start_step, [], time.time(), start_step
     last_eval = None
     steps_this_call = 0
     eval_every = max(int(config.eval_every_epochs * steps_per_epoch), 1)
-    while step < total_steps:
+    replays = objective.replays
+    while step < total_steps and stopped is None:
         epoch = step // steps_per_epoch
         skip = step - epoch * steps_per_epoch
         batches = jdata.epoch_batches(train_images, train_labels, batch_size=config.batch_size,
@@ -219,12 +311,35 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
             if step % config.log_every_steps == 0 or last_of_epoch or step == total_steps:
                 now = time.time()
                 rate = (step - last_log_step) / max(now - last_log_t, 1e-9)
-                record = _summarise(pending, step, steps_per_epoch, float(schedule(step - 1)), rate)
+                record = _summarise(pending, step, steps_per_epoch, float(schedule(step * replays - 1)), rate)
                 pending, last_log_t, last_log_step = [], now, step
                 writer.write(record)
                 print(f"step {step}/{total_steps} epoch {record['epoch']:.2f} loss {record['loss']:.4f} "
-                      f"acc {record.get('accuracy', float('nan')):.4f} | {rate:.1f} steps/s | "
-                      f"ETA {_format_eta((total_steps - step) / max(rate, 1e-9))}", flush=True)
+                      f"acc {record.get('accuracy', record.get('adv_accuracy', float('nan'))):.4f} | "
+                      f"{rate:.1f} steps/s | ETA {_format_eta((total_steps - step) / max(rate, 1e-9))}",
+                      flush=True)
+            if es_ckpt is not None and last_of_epoch:
+                out = jax.device_get(es_step(state, es_batch, eval_key))
+                rob = float(out["robust"]) / float(out["count"])
+                drop = es_prev is not None and rob - es_prev < -float(es.drop)
+                writer.write({"step": step, "epoch": step / steps_per_epoch, "kind": "early_stop",
+                              "robust_accuracy": rob, "previous_robust_accuracy": es_prev,
+                              "stopped": bool(drop)})
+                if drop:
+                    _check_pending_finite(pending)
+                    prev = es_ckpt.restore(jax.device_get(state))
+                    state = sharding.replicate(prev, mesh)
+                    stopped = {"step": step, "restored_step": int(prev.step), "robust_accuracy": rob,
+                               "previous_robust_accuracy": es_prev}
+                    print(f"early stop at step {step}: PGD accuracy on the first batch fell from "
+                          f"{es_prev:.3f} to {rob:.3f}; keeping the weights of step {int(prev.step)}", flush=True)
+                    last_eval = run_eval(step, step / steps_per_epoch, early_stopped=True,
+                                         restored_step=int(prev.step))
+                    ckpt.save(step, state, _best_metrics(last_eval))
+                    _atomic_write_json(stop_marker, stopped)
+                    break
+                es_prev = rob
+                es_ckpt.save(step, state)
             eval_record = None
             if step % eval_every == 0 or step == total_steps:
                 eval_record = last_eval = run_eval(step, step / steps_per_epoch)
@@ -234,16 +349,54 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
                 ckpt.save(step, state, _best_metrics(eval_record))
             if stop_after_steps and steps_this_call >= stop_after_steps:
                 ckpt.close()
+                if es_ckpt is not None:
+                    es_ckpt.close()
                 return {"stopped_at_step": step}
+    if es_ckpt is not None:
+        es_ckpt.close()
     if last_eval is None:  # resumed a run that had already finished
         last_eval = run_eval(step, step / steps_per_epoch)
     results = {"step": step, "wall_time_s": time.time() - t_start, "model": config.model.name,
                "num_params": jmodels.count_params(state.params), "dataset": config.dataset,
                "objective": config.objective.name, "devices": int(mesh.devices.size),
                **{k: v for k, v in last_eval.items() if k.endswith("accuracy")}}
+    if stopped is not None:
+        results["early_stop"] = stopped
+    if config.checkpoint.best_metric and ckpt.best_step() is not None:
+        results["best_step"] = int(ckpt.best_step())
+        results[f"best_{config.checkpoint.best_metric}"] = ckpt.best_value()
     _atomic_write_json(os.path.join(workdir, "results.json"), results)
     ckpt.close()
     return results
+
+
+def evaluate_robust(state, robust_step: Callable, ds, *, batch_size: int, mesh, key) -> dict:
+    """Clean and PGD robust accuracy of ``state`` on a Dataset (``make_robust_eval_step``);
+    batch ``i`` is attacked with ``fold_in(key, i)`` so the numbers depend only on the weights."""
+    batch_size = min(batch_size, _round_up(len(ds), mesh.devices.size))
+    batch_size = _round_up(batch_size, mesh.devices.size)
+    images, labels = jax.device_put(ds.images), jax.device_put(ds.labels)
+    totals = {"correct": 0, "robust": 0, "count": 0}
+    for i, batch in enumerate(jdata.epoch_batches(images, labels, batch_size=batch_size, key=None,
+                                                  remainder="pad", shuffle=False)):
+        out = jax.device_get(robust_step(state, sharding.shard_batch(batch, mesh), jax.random.fold_in(key, i)))
+        for k in totals:
+            totals[k] += int(out[k])
+    return {"accuracy": totals["correct"] / totals["count"],
+            "robust_accuracy": totals["robust"] / totals["count"], "count": totals["count"]}
+
+
+def _last_early_stop_value(path):
+    """The robust accuracy of the last ``early_stop`` record in metrics.jsonl (after a resume)."""
+    value = None
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if '"early_stop"' in line:
+                    rec = json.loads(line)
+                    if rec.get("kind") == "early_stop":
+                        value = rec["robust_accuracy"]
+    return value
 
 
 def _best_metrics(eval_record):

@@ -1,0 +1,43 @@
+"""TRADES (Zhang et al. 2019) on MNIST, Linf eps = 0.3, beta = 6 (the paper's MNIST setting).
+
+Attack: KL-PGD from x + 0.001 N(0, I), sign steps, model in eval BN mode (the reference).
+Variants:
+- ``smoke``: seconds, for tests.
+- ``cpu``: the small CNN of ``mnist_standard.py``, 7 attack steps of 0.05, eps warm-up over the
+  first epoch, 3 epochs, Adam 1e-3 cosine, batch 128: about the cost of ``mnist_pgd_at.py:cpu``
+  (~15-20 minutes on a free 2-core CPU, estimated).
+- ``full``: TRADES' MNIST script: 40 steps of 0.01, SGD 0.01 momentum 0.9, batch 128, 100 epochs,
+  LR x0.1 at epochs 55, 75, 90; model: 32/64 conv filters and a 200-unit dense layer (TRADES'
+  SmallCNN has two convs per stage and two 200-unit layers).
+"""
+from jadv.train.config import base_config, check_variant
+
+
+def get_config(variant: str = "cpu"):
+    variant = check_variant(variant)
+    c = base_config()
+    c.dataset = "mnist"
+    c.model.name = "small_cnn"
+    c.objective.update(name="trades", eps=0.3, beta=6.0, norm="linf", init="normal_0.001",
+                       attack_bn_mode="eval")
+    c.val_size = 1000
+    c.checkpoint.best_metric = "val_robust_accuracy"
+    c.robust_eval.update(steps=10, val_examples=500)
+    if variant == "full":
+        c.model.kwargs = {"conv1_filters": 32, "widths": (64,), "hidden": 200}
+        c.objective.update(steps=40, step_size=0.01)
+        c.batch_size, c.num_epochs = 128, 100
+        c.optimizer.update(name="sgd", lr=0.01, momentum=0.9, weight_decay=0.0, schedule="piecewise",
+                           decay_at=(0.55, 0.75, 0.9), decay_factor=0.1)
+        c.robust_eval.update(steps=20, val_examples=1000)
+    else:
+        c.model.kwargs = {"conv1_filters": 32, "widths": (64,), "hidden": 128}
+        c.objective.update(steps=7, step_size=0.05, eps_warmup_epochs=1.0)
+        c.batch_size, c.num_epochs = 128, 3
+        c.optimizer.update(name="adam", lr=1e-3, schedule="cosine", weight_decay=0.0)
+    if variant == "smoke":
+        c.train_size, c.val_size, c.test_size, c.batch_size, c.num_epochs = 512, 128, 256, 64, 1
+        c.objective.update(steps=3, eps_warmup_epochs=0.0)
+        c.robust_eval.update(steps=3, val_examples=128)
+        c.log_every_steps = 4
+    return c

@@ -1,0 +1,164 @@
+"""The loop with adversarial objectives: held-out robust accuracy, best checkpoint, FGSM-RS early
+stop, Free-AT step counting, resolved settings in config.json, mixed precision."""
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jadv import models, train
+from jadv.train.step import make_train_step
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def adv_config(name="pgd_at", **objective):
+    c = train.base_config()
+    c.dataset = "digits"
+    c.model.name = "mlp"
+    c.model.kwargs = {"hidden": (16,), "norm": "batch"}
+    c.batch_size, c.train_size, c.val_size, c.test_size = 32, 256, 64, 64
+    c.num_epochs, c.log_every_steps = 2, 4
+    c.checkpoint.every_steps = 100
+    c.optimizer.update(lr=0.05, schedule="constant", weight_decay=5e-4)
+    c.num_devices = 1
+    c.objective.name, c.objective.eps = name, 0.1
+    c.objective.update(objective)
+    c.robust_eval.val_examples, c.robust_eval.steps = 64, 3
+    return c
+
+
+def _records(workdir, kind):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if r.get("kind") == kind]
+
+
+def _leaves(variables):
+    return jax.tree_util.tree_leaves(variables)
+
+
+@pytest.mark.slow
+def test_pgd_at_run_logs_val_robust_accuracy_and_keeps_a_best_checkpoint(tmp_path):
+    c = adv_config("pgd_at", steps=2)
+    c.checkpoint.best_metric = "val_robust_accuracy"
+    c.robust_eval.test_examples = 64
+    wd = str(tmp_path / "w")
+    results = train.train_and_evaluate(c, wd)
+    evals = _records(wd, "eval")
+    assert len(evals) == 2
+    for r in evals:
+        assert 0.0 <= r["val_robust_accuracy"] <= r["val_accuracy"] + 1e-9   # same 64 held-out images
+        assert r["val_robust_count"] == 64 and r["test_subset_robust_count"] == 64
+    best = max(evals, key=lambda r: r["val_robust_accuracy"])
+    assert results["best_step"] == best["step"] and results["best_val_robust_accuracy"] == best["val_robust_accuracy"]
+    assert os.path.isdir(os.path.join(wd, "checkpoints_best"))
+    _, best_vars, _ = train.load_trained(wd, which="best")
+    assert len(_leaves(best_vars)) > 0
+    cfg = json.load(open(os.path.join(wd, "config.json")))
+    assert cfg["objective"]["attack_bn_mode"] == "train" and cfg["objective"]["step_size"] == pytest.approx(0.125)
+    assert cfg["robust_eval"]["enabled"] is True and cfg["robust_eval"]["step_size"] == pytest.approx(2.5 * 0.1 / 3)
+    setup = _records(wd, "setup")[0]
+    assert setup["objective.attack_bn_mode"] == "train" and setup["objective"] == "pgd_at"
+
+
+@pytest.mark.slow
+def test_fgsm_rs_early_stop_keeps_the_previous_epoch_weights(tmp_path):
+    # drop = -1 forces a "collapse" at the second epoch end: the run must stop there and keep the
+    # weights of the first epoch, which equal those of a 1-epoch run (constant LR, same keys).
+    c = adv_config("fgsm_rs", attack_bn_mode="eval")
+    c.early_stop.update(enabled=True, drop=-1.0)
+    c.num_epochs = 3
+    stopped_dir = str(tmp_path / "stopped")
+    results = train.train_and_evaluate(c, stopped_dir)
+    assert results["early_stop"]["step"] == 16 and results["early_stop"]["restored_step"] == 8
+    events = _records(stopped_dir, "early_stop")
+    assert [e["stopped"] for e in events] == [False, True] and events[0]["previous_robust_accuracy"] is None
+    cfg = json.load(open(os.path.join(stopped_dir, "config.json")))
+    assert cfg["early_stop"]["step_size"] == pytest.approx(0.1 / 4)
+
+    one = adv_config("fgsm_rs", attack_bn_mode="eval")
+    one.num_epochs = 1
+    train.train_and_evaluate(one, str(tmp_path / "one"))
+    _, a, _ = train.load_trained(stopped_dir)
+    _, b, _ = train.load_trained(str(tmp_path / "one"))
+    for x, y in zip(_leaves(a), _leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # a second call on the stopped workdir does not train further
+    n_train = len(_records(stopped_dir, "train"))
+    again = train.train_and_evaluate(c, stopped_dir)
+    assert again["step"] == 16 and again["early_stop"] == results["early_stop"]
+    assert len(_records(stopped_dir, "train")) == n_train
+    _, c2, _ = train.load_trained(stopped_dir)
+    for x, y in zip(_leaves(a), _leaves(c2)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_early_stop_without_collapse_runs_to_the_end(tmp_path):
+    c = adv_config("fgsm_rs", attack_bn_mode="eval")
+    c.early_stop.update(enabled=True, drop=2.0)   # a drop > 1 can never happen
+    c.num_epochs, c.train_size = 2, 128
+    wd = str(tmp_path / "w")
+    results = train.train_and_evaluate(c, wd)
+    assert "early_stop" not in results and results["step"] == 8
+    assert [e["stopped"] for e in _records(wd, "early_stop")] == [False, False]
+
+
+def test_free_at_in_the_loop_counts_minibatches_and_schedules_over_replays(tmp_path):
+    c = adv_config("free_at", replays=3)
+    c.num_epochs, c.train_size = 1, 128
+    c.optimizer.schedule = "onecycle"
+    wd = str(tmp_path / "w")
+    results = train.train_and_evaluate(c, wd)
+    assert results["step"] == 4                      # 128 / 32 minibatches, each replayed 3 times
+    # the onecycle schedule ends at 0 after 4 * 3 optimizer updates: the last logged lr is its
+    # value at update 11
+    total = 12
+    sched = train.make_schedule(c.optimizer, total)
+    assert _records(wd, "train")[-1]["lr"] == pytest.approx(float(sched(total - 1)))
+
+
+def test_eval_bn_set_is_checked_and_used(tmp_path):
+    c = adv_config("pgd_at")
+    c.eval_bn_set = "aux"
+    with pytest.raises(ValueError, match="eval_bn_set"):
+        train.train_and_evaluate(c, str(tmp_path / "bad"))
+
+
+def test_bfloat16_model_trains_with_attacks(key):
+    """Mixed precision (config.model.dtype="bfloat16"): attacks and TRADES run, params stay f32."""
+    model = models.get("mlp", num_classes=3, hidden=(8,), norm="batch", dtype=jnp.bfloat16)
+    v = models.init_variables(model, key, (8, 4, 4, 1))
+    x = jax.random.uniform(key, (8, 4, 4, 1))
+    y = jnp.arange(8, dtype=jnp.int32) % 3
+    obj = train.make_objective({"name": "trades", "eps": 0.1, "steps": 2})
+    state = train.TrainState.create(apply_fn=model.apply, variables=v, tx=optax.sgd(0.1))
+    new, metrics = jax.jit(make_train_step(obj))(state, {"image": x, "label": y}, key)
+    assert float(metrics["finite"]) == 1.0 and float(metrics["robust_loss"]) >= 0.0
+    assert all(leaf.dtype == jnp.float32 for leaf in _leaves(new.params))
+
+
+def _load_config(path, variant):
+    spec = importlib.util.spec_from_file_location("cfg", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(variant)
+
+
+@pytest.mark.parametrize("name", ["mnist_pgd_at", "mnist_trades", "mnist_fgsm_rs",
+                                  "cifar10_pgd_at", "cifar10_trades", "cifar10_fgsm_rs"])
+def test_adversarial_configs_build_their_objectives(name):
+    for variant in ("smoke", "cpu", "full"):
+        c = _load_config(os.path.join(ROOT, "configs", f"{name}.py"), variant)
+        obj = train.make_objective(c.objective)
+        assert obj.name == c.objective.name
+        eps = 0.3 if name.startswith("mnist") else (0.031 if "trades" in name else 8 / 255)
+        assert c.objective.eps == pytest.approx(eps)
+        if variant == "full" or name.startswith("mnist"):
+            assert c.checkpoint.best_metric in (None, "val_robust_accuracy")
+        if "fgsm_rs" in name:
+            assert c.early_stop.enabled
