@@ -258,9 +258,13 @@ def _flat_operator(fn, params, operator: str, dtype):
     pdtype = flat.dtype
 
     if operator == "loss":
+        # Linearise the gradient once: the forward and backward passes at params are computed a
+        # single time and their residuals reused by every product (what PyHessian gets by keeping
+        # the create_graph=True graph), instead of re-running them inside each jvp.
+        _, lin = jax.linearize(jax.grad(fn), params)
+
         def matvec(x):
-            hv = jax.jvp(jax.grad(fn), (params,), (unravel(x.astype(pdtype)),))[1]
-            return ravel_pytree(hv)[0].astype(wdtype)
+            return ravel_pytree(lin(unravel(x.astype(pdtype))))[0].astype(wdtype)
     else:
         def matvec(x):
             out = fn(unravel(x.astype(pdtype)))
