@@ -144,6 +144,17 @@ def test_alp_loss_matches_hand_value(key):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+def test_ratio_loss_is_mean_ce_over_clean_head_and_adversarial_tail(key):
+    model, v, x, y = _setup(key)
+    obj = train.make_objective({"name": "ratio", "eps": 0.1, "ratio": 0.3})   # round(2.4) = 2 clean rows
+    m = ModelFns(model.apply)
+    inputs, _ = obj.prepare(m, v["params"], {}, x, y, key, jnp.float32(0))
+    assert inputs["n_clean"] == 2 and inputs["x_adv"].shape == (B - 2, *SHAPE[1:])
+    loss, _ = obj.loss(m, v["params"], {}, x, y, inputs, 0.0)
+    batch = np.concatenate([np.asarray(x[:2]), np.asarray(inputs["x_adv"])])
+    np.testing.assert_allclose(loss, _np_ce(_np_logits(model, v, jnp.asarray(batch)), y).mean(), rtol=1e-5)
+
+
 def test_advprop_loss_and_bn_sets(key):
     model, v, x, y = _setup(key, norm="dual_batch")
     obj = train.make_objective({"name": "advprop", "eps": 0.1})

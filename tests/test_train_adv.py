@@ -142,6 +142,21 @@ def test_bfloat16_model_trains_with_attacks(key):
     assert all(leaf.dtype == jnp.float32 for leaf in _leaves(new.params))
 
 
+def test_robust_eval_step_counts_clean_and_robust_correct(key):
+    model = models.get("mlp", num_classes=3, hidden=(8,))
+    v = models.init_variables(model, key, (8, 4, 4, 1))
+    x = jax.random.uniform(key, (8, 4, 4, 1))
+    logits = model.apply(v, x)
+    y = jnp.argmax(logits, -1).astype(jnp.int32).at[:3].set((jnp.argmax(logits[:3], -1) + 1) % 3)
+    state = train.TrainState.create(apply_fn=model.apply, variables=v, tx=optax.sgd(0.1))
+    mask = jnp.arange(8) < 7                       # the last row is padding
+    batch = {"image": x, "label": y, "mask": mask}
+    zero = jax.jit(train.make_robust_eval_step(eps=0.0, step_size=0.1, steps=2))(state, batch, key)
+    assert (int(zero["correct"]), int(zero["robust"]), int(zero["count"])) == (4, 4, 7)
+    big = jax.jit(train.make_robust_eval_step(eps=1.0, step_size=0.5, steps=5))(state, batch, key)
+    assert int(big["correct"]) == 4 and int(big["robust"]) <= 4
+
+
 def _load_config(path, variant):
     spec = importlib.util.spec_from_file_location("cfg", path)
     mod = importlib.util.module_from_spec(spec)
