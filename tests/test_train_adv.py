@@ -122,7 +122,23 @@ def test_free_at_in_the_loop_counts_minibatches_and_schedules_over_replays(tmp_p
     assert _records(wd, "train")[-1]["lr"] == pytest.approx(float(sched(total - 1)))
 
 
-def test_eval_bn_set_is_checked_and_used(tmp_path):
+@pytest.mark.slow
+def test_killed_and_resumed_free_at_run_equals_uninterrupted_run(tmp_path):
+    """The persistent Free-AT perturbation (state.extra) is checkpointed with the weights."""
+    c = adv_config("free_at", replays=2)
+    c.num_epochs, c.train_size = 1, 128
+    full = train.train_and_evaluate(c, str(tmp_path / "full"))
+    part = str(tmp_path / "part")
+    assert train.train_and_evaluate(c, part, stop_after_steps=2) == {"stopped_at_step": 2}
+    resumed = train.train_and_evaluate(c, part)
+    assert resumed["step"] == full["step"] == 4
+    _, a, _ = train.load_trained(str(tmp_path / "full"))
+    _, b, _ = train.load_trained(part)
+    for x, y in zip(_leaves(a), _leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_unknown_eval_bn_set_is_a_clear_error(tmp_path):
     c = adv_config("pgd_at")
     c.eval_bn_set = "aux"
     with pytest.raises(ValueError, match="eval_bn_set"):
