@@ -1,0 +1,66 @@
+"""Config of study 1 (experiments/sketchy_channels.py), by profile: smoke, default, cpu, full.
+
+Models: ``small_cnn`` with conv1 = 64 filters 3x3 and batch norm after every conv, trained with
+the same seed and schedule as vanilla, Linf PGD-AT and L2 PGD-AT.
+
+Radii: colored_digits are 32x32 RGB digits with a random ink and background colour per image
+(colour distance >= 96/255), upsampled from 8x8, so strokes are smooth and wide; Linf 0.05
+(~13/255) and L2 1.0 are clearly perceptible-but-small budgets for them that AT can still fit
+in a few epochs. CIFAR-10 uses the usual 8/255 and 0.5.
+"""
+import ml_collections
+
+PROFILES = ("smoke", "default", "cpu", "full")
+
+
+def _data(train_size, test_size, num_epochs, linf, l2, augment=False):
+    return ml_collections.ConfigDict({"train_size": train_size, "test_size": test_size, "num_epochs": num_epochs,
+                                      "eps": {"linf": linf, "l2": l2}, "augment": augment})
+
+
+def get_config(profile: str = "default"):
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    c = ml_collections.ConfigDict()
+    c.profile = profile
+    c.seed = 0
+    c.data_dir = ml_collections.config_dict.placeholder(str)
+    c.all_datasets = ("colored_digits", "cifar10")
+    c.datasets = {"smoke": ("colored_digits",), "default": ("colored_digits",),
+                  "cpu": ("colored_digits", "cifar10"), "full": ("colored_digits", "cifar10")}[profile]
+    c.models = {
+        "vanilla": {"objective": "standard", "norm": "linf"},
+        "linf_at": {"objective": "pgd_at", "norm": "linf"},
+        "l2_at": {"objective": "pgd_at", "norm": "l2"},
+    }
+    c.model_order = ("vanilla", "linf_at", "l2_at")   # ConfigDict sorts keys; this is the plot order
+    # architecture: the layer under study is conv1 (64 filters, 3x3, followed by BN)
+    c.conv1_filters = 64
+    c.widths = (8,) if profile == "smoke" else ((64, 128) if profile == "full" else (32,))
+    c.hidden = 16 if profile == "smoke" else (256 if profile == "full" else 64)
+    # one normalisation for all three channels (see the study docstring)
+    c.input_mean, c.input_std = 0.5, 0.25
+    # optimisation
+    c.batch_size = 32 if profile == "smoke" else (128 if profile == "full" else 64)
+    c.num_steps = ml_collections.config_dict.placeholder(int)
+    if profile == "smoke":
+        c.num_steps = 3
+    c.lr = 0.1
+    c.weight_decay = 5e-4
+    c.attack_steps = {"smoke": 1, "default": 3, "cpu": 5, "full": 10}[profile]
+    c.data = {
+        "smoke": {"colored_digits": _data(128, 64, 1, 0.05, 1.0)},
+        "default": {"colored_digits": _data(None, None, 12, 0.05, 1.0)},
+        "cpu": {"colored_digits": _data(None, None, 12, 0.05, 1.0),
+                "cifar10": _data(10000, 2000, 6, 8 / 255, 0.5, augment=True)},
+        "full": {"colored_digits": _data(None, None, 30, 0.05, 1.0),
+                 "cifar10": _data(None, None, 60, 8 / 255, 0.5, augment=True)},
+    }[profile]
+    # analysis
+    c.threshold = 0.02          # the poster's first histogram bin [0, 0.02)
+    c.bin_width = 0.02
+    c.eval_batch_size = 32 if profile == "smoke" else 256
+    c.robust_examples = 32 if profile == "smoke" else (1000 if profile == "full" else 256)
+    c.eval_steps = {"smoke": 2, "default": 20, "cpu": 20, "full": 50}[profile]
+    c.log_every_steps = 50
+    return c

@@ -1,0 +1,62 @@
+"""Study 1 (sketchy channels) on the smoke profile: outputs, their structure, cached reruns."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sketchy_channels_smoke(tmp_path):
+    study = _load("experiments/sketchy_channels.py", "study_sketchy_channels")
+    config = _load("configs/sketchy_channels.py", "config_sketchy_channels").get_config("smoke")
+    wd = str(tmp_path)
+    record = study.run(config, wd)
+
+    for name in ("results.json", "claims.json"):
+        assert os.path.exists(os.path.join(wd, name))
+    for fig in record["figures"]:
+        path = os.path.join(wd, fig)
+        assert os.path.getsize(path) > 1000 and open(path, "rb").read(4) == b"\x89PNG"
+    assert {os.path.basename(f) for f in record["figures"]} == {
+        "colored_digits_channel_distances.png", "colored_digits_conv1_filters.png",
+        "colored_digits_accuracy_kept.png"}
+
+    res = json.load(open(os.path.join(wd, "results.json")))["results"]["colored_digits"]
+    assert set(res["models"]) == {"vanilla", "linf_at", "l2_at"}
+    for name, m in res["models"].items():
+        raw, rel = np.asarray(m["dist_raw"]), np.asarray(m["dist_relative"])
+        assert raw.shape == rel.shape == (64, 3)
+        assert np.all(rel <= np.sqrt(2) + 1e-5) and np.all(raw >= 0)
+        assert m["near_equal_raw"]["count"] == int(np.sum(raw < 0.02))
+        assert sum(m["hist_raw"]["counts"]) == 192
+        assert set(m["accuracy"]) == {"colour", "grey", "sketch"}
+        assert all(0.0 <= a <= 1.0 for a in m["accuracy"].values())
+        assert set(m["robust"]) == {"linf", "l2"}
+    assert res["models"]["vanilla"]["objective"]["name"] == "standard"
+    assert res["models"]["l2_at"]["objective"]["norm"] == "l2"
+    assert len(res["table"]) == 3
+
+    claims = json.load(open(os.path.join(wd, "claims.json")))
+    ids = {c["id"] for c in claims}
+    assert {"1.1-raw-colored_digits", "1.1-relative-colored_digits", "1.2-grey-colored_digits",
+            "1.2-sketch-colored_digits", "1.1-raw-cifar10"} <= ids
+    verdicts = {c["id"]: c["verdict"] for c in claims}
+    assert verdicts["1.1-raw-cifar10"] == "not run at this profile"       # cifar10 is cpu/full only
+    assert verdicts["1.1-raw-colored_digits"] in ("reproduced", "not reproduced")
+
+    # a rerun reuses the cached parts and trained models: same numbers, no retraining
+    parts = sorted(os.listdir(os.path.join(wd, "parts")))
+    mtimes = {p: os.path.getmtime(os.path.join(wd, "parts", p)) for p in parts}
+    os.remove(os.path.join(wd, "results.json"))
+    again = study.run(config, wd)
+    assert again["claims"] == record["claims"]
+    assert {p: os.path.getmtime(os.path.join(wd, "parts", p)) for p in parts} == mtimes
