@@ -157,3 +157,38 @@ def test_standard_autoattack(setup, key):
     fab = A.robust_accuracy(f, x, y, [A.standard_attacks(eps)[2]], key=key, batch_size=8, progress=False)
     assert np.all(fab["robust"] | ~rep["robust"])
     assert rep["robust_accuracy"] <= min(first["robust_accuracy"], fab["robust_accuracy"])
+
+
+@pytest.mark.slow
+def test_sharded_evaluation_matches_single_device(setup, key):
+    """8 fake CPU devices (conftest): batches split over a "data" mesh give the same answers."""
+    f, x, y, _, _ = setup
+    n = jax.device_count()
+    attacks = [{"name": "fgsm", "eps": 0.05}, {"name": "pgd", "eps": 0.05, "step_size": 0.02, "steps": 3,
+                                                "init": "zero"}]
+    a = A.robust_accuracy(f, x, y, attacks, key=key, batch_size=n, progress=False)
+    b = A.robust_accuracy(f, x, y, attacks, key=key, batch_size=n, progress=False, shard=True, checks=True)
+    assert abs(a["robust_accuracy"] - b["robust_accuracy"]) <= 1 / len(x) + 1e-12
+    assert a["clean_accuracy"] == b["clean_accuracy"]
+    assert "zero_gradients" in b["flags"] and "square_beats_whitebox" in b["flags"]
+    if n > 1:
+        with pytest.raises(ValueError, match="divisible"):
+            A.robust_accuracy(f, x, y, attacks, key=key, batch_size=n + 1, shard=True, progress=False)
+    _, rep = A.autoattack(f, x, y, key=key, eps=0.05, version="custom", attacks=[attacks[1]], batch_size=n,
+                          shard=True, verbose=False, checks=False)
+    assert abs(rep["robust_accuracy"] - a["per_attack"]["pgd"]) <= 1 / len(x) + 1e-12
+
+
+@pytest.mark.slow
+def test_eps_curve_flags(setup, key):
+    f, x, y, _, _ = setup
+    out = M.eps_curve_flags(f, x, y, key=key, eps_grid=[0.0, 0.05], steps=3, warn=False)
+    assert out["eps_grid"][-1] == 1.0 and len(out["curve"]) == 3
+    assert not out["flags"]["accuracy_increases_with_eps"]["flag"]
+    assert not out["flags"]["not_broken_at_large_eps"]["flag"]
+    # a gradient-masked model (zero input gradients): PGD from x never moves, even with the whole box
+    masked = lambda z: jax.lax.stop_gradient(f(z))  # noqa: E731
+    with pytest.warns(UserWarning, match="not_broken_at_large_eps"):
+        out = M.eps_curve_flags(masked, x, y, key=key, eps_grid=[0.0, 0.05], steps=3, init="zero")
+    assert out["flags"]["not_broken_at_large_eps"]["flag"]
+    np.testing.assert_allclose(out["curve"], 9 / 11, rtol=1e-6)

@@ -11,7 +11,7 @@ from jadv.attacks.evaluate import (AttackCheckError, check_perturbations, robust
 from jadv.attacks.fab import box_hyperplane_projection, fab_targeted
 from jadv.attacks.fgsm import fgsm
 from jadv.attacks.losses import cross_entropy, dlr, dlr_targeted, get_loss, kl_divergence, margin
-from jadv.attacks.masking_checks import masking_flags
+from jadv.attacks.masking_checks import eps_curve_flags, masking_flags
 from jadv.attacks.pgd import pgd, pgd_generic
 from jadv.attacks.projections import INITS, init_point, per_example_norm, project
 from jadv.attacks.specs import make_attack
@@ -20,7 +20,7 @@ from jadv.attacks.square import square, square_p_schedule
 __all__ = [
     "fgsm", "pgd", "pgd_generic", "apgd", "apgd_targeted", "apgd_checkpoints", "square", "square_p_schedule",
     "fab_targeted", "box_hyperplane_projection", "autoattack", "standard_attacks", "robust_accuracy",
-    "robust_accuracy_curve", "check_perturbations", "AttackCheckError", "make_attack", "masking_flags",
+    "robust_accuracy_curve", "check_perturbations", "AttackCheckError", "make_attack", "masking_flags", "eps_curve_flags",
     "cross_entropy", "margin", "dlr", "dlr_targeted", "kl_divergence", "get_loss",
     "project", "init_point", "per_example_norm", "INITS",
 ]

@@ -27,7 +27,7 @@ import numpy as np
 
 from jadv._checks import check_choice, check_norm, check_positive_int
 from jadv.attacks._validate import check_eps, check_images_np, check_key, check_labels_np, num_classes
-from jadv.attacks.evaluate import AttackCheckError, _bind, _padded_batches, check_perturbations
+from jadv.attacks.evaluate import _bind, _padded_batches, check_perturbations, make_placer
 from jadv.attacks.masking_checks import masking_flags
 from jadv.attacks.specs import make_attack
 
@@ -47,7 +47,7 @@ def standard_attacks(eps, norm="linf"):
 
 
 def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", attacks=None,
-               batch_size=500, params=None, verbose=True, tol=1e-5, checks=True):
+               batch_size=500, params=None, verbose=True, tol=1e-5, checks=True, shard=False):
     """Run AutoAttack and return ``(x_adv, report)``.
 
     Args:
@@ -61,6 +61,7 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
       batch_size: fixed batch shape. verbose: print a line per attack to stderr. tol: tolerance of the
       final checks. checks: also compute the gradient-masking flags (zero gradients, randomized,
       softmax output, Square beating the white-box attacks) on the first batch.
+      shard: split each batch over all devices along a "data" mesh axis (batch_size must divide evenly).
     Returns:
       ``x_adv [N, H, W, C]`` (numpy; ``x`` where no attack succeeded) and a report dict: ``version``,
       ``norm``, ``eps``, ``n``, ``clean_accuracy``, ``robust_accuracy``, ``attacks`` (list of
@@ -97,6 +98,7 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
             raise ValueError("version='custom' needs a non-empty list of attacks")
         specs = [{"eps": eps, "norm": norm, **a} if isinstance(a, dict) else a for a in attacks]
     named = [make_attack(s) for s in specs]
+    put = make_placer(shard, batch_size)
 
     @jax.jit
     def predict(p, xb):
@@ -105,7 +107,7 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
     n = len(x)
     pred = np.zeros(n, np.int64)
     for idx, m in _padded_batches(np.arange(n), batch_size):
-        pred[idx[:m]] = np.asarray(predict(params, jnp.asarray(x[idx])))[:m]
+        pred[idx[:m]] = np.asarray(predict(params, put(x[idx])))[:m]
     robust = pred == y
     clean_acc = float(robust.mean())
     x_adv = x.copy()
@@ -124,7 +126,7 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
         n_broken = 0
         ka = jax.random.fold_in(key, j)
         for bi, (idx, m) in enumerate(_padded_batches(todo, batch_size)):
-            xa, broken = run(params, jnp.asarray(x[idx]), jnp.asarray(y[idx]), jax.random.fold_in(ka, bi))
+            xa, broken = run(params, put(x[idx]), put(y[idx]), jax.random.fold_in(ka, bi))
             xa = np.asarray(xa)[:m]
             broken = np.asarray(broken)[:m]
             real = idx[:m]

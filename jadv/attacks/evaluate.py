@@ -40,6 +40,20 @@ class AttackCheckError(AssertionError):
     """An attack returned points outside the eps-ball or the [0, 1] box, or NaNs."""
 
 
+def make_placer(shard: bool, batch_size: int):
+    """Return ``put(array)``: with ``shard=True`` batches are split over all devices along a "data" mesh
+    axis (``NamedSharding(mesh, P("data"))``; the attacks are per-example so jit partitions them), else
+    arrays go to the default device. A batch size not divisible by the device count is a ValueError."""
+    if not shard:
+        return jnp.asarray
+    n = jax.device_count()
+    if batch_size % n:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of devices ({n}) when shard=True")
+    mesh = jax.make_mesh((n,), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    return lambda a: jax.device_put(np.asarray(a), sharding)
+
+
 def _bind(logits_fn, params):
     if params is None:
         return logits_fn
@@ -107,7 +121,7 @@ def _progress(msg, enabled):
 
 
 def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=None, progress=True,
-                    tol=1e-5, return_adv=False):
+                    tol=1e-5, return_adv=False, shard=False, checks=False):
     """Clean, per-attack and worst-case robust accuracy over a dataset.
 
     Args:
@@ -122,6 +136,9 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
         dict specs with ``eps``; for callables only NaN/[0, 1] unless they carry ``eps``/``norm`` attributes).
       return_adv: also return the worst-case adversarial points ``[N, ...]`` (the first attack that
         breaks a point gives it; ``x`` where none does).
+      shard: split each batch over all devices (data parallelism; batch_size must divide evenly).
+      checks: add gradient-masking ``flags`` (see :func:`jadv.attacks.masking_checks.masking_flags`),
+        computed on the first batch and on the per-attack accuracies.
     Returns: dict with ``n``, ``clean_accuracy``, ``robust_accuracy``, ``per_attack`` (name -> accuracy
     under that attack alone, clean errors count as errors), ``robust`` (bool ``[N]``), ``time_s``
     (name -> seconds incl. compilation), ``checks`` (name -> max norm / NaN count / value range) and,
@@ -150,6 +167,7 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
             c += 1
         names.append(nm)
     threats = [_spec_threat(a) for a in attacks]
+    put = make_placer(shard, batch_size)
 
     @jax.jit
     def clean_fn(p, xb, yb):
@@ -173,7 +191,7 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
     t0 = time.time()
     n_batches = math.ceil(n / batch_size)
     for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
-        xb, yb = jnp.asarray(x[idx]), jnp.asarray(y[idx])
+        xb, yb = put(x[idx]), put(y[idx])
         clean[idx[:m]] = np.asarray(clean_fn(params, xb, yb))[:m]
         kb = jax.random.fold_in(key, bi)
         still = clean[idx[:m]].copy()
@@ -209,6 +227,11 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
            "robust": robust, "time_s": times, "checks": checks}
     if return_adv:
         out["x_adv"] = x_adv
+    if checks:
+        from jadv.attacks.masking_checks import masking_flags
+        out["flags"] = masking_flags(f, jnp.asarray(x[:batch_size]), jnp.asarray(y[:batch_size]),
+                                     attack_accuracies=out["per_attack"] if len(names) > 1 else None,
+                                     warn=progress)
     return out
 
 

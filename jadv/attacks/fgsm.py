@@ -37,6 +37,8 @@ def fgsm(logits_fn, x, y, *, eps, norm="linf", key=None, random_start=False, ste
         if y_target is None:
             raise ValueError("targeted=True needs y_target (target labels [B])")
         check_labels_np(y_target, x.shape[0], k, name="y_target")
+    elif y_target is not None:
+        raise ValueError("y_target was given but targeted=False; pass targeted=True for a targeted attack")
     x = jnp.asarray(x)
     if random_start:
         check_key(key, "key (needed for random_start=True)")

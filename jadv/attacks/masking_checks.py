@@ -18,7 +18,7 @@ from jadv.attacks._validate import check_attack_inputs
 from jadv.attacks.losses import cross_entropy
 from jadv.attacks.projections import per_example_norm
 
-__all__ = ["zero_gradient_fraction", "is_randomized", "is_softmax_output", "square_beats_whitebox",
+__all__ = ["eps_curve_flags", "zero_gradient_fraction", "is_randomized", "is_softmax_output", "square_beats_whitebox",
            "accuracy_increases_with_eps", "not_broken_at_large_eps", "masking_flags"]
 
 
@@ -115,3 +115,34 @@ def masking_flags(logits_fn, x, y, *, attack_accuracies=None, eps_grid=None, cur
     for v in out.values():
         v["flag"] = bool(v["flag"])
     return out
+
+
+def eps_curve_flags(logits_fn, x, y, *, key, eps_grid, norm="linf", attack="pgd", steps=10, large_eps=None,
+                    init=None, warn=True):
+    """Robust-accuracy curve sanity checks (Carlini et al. 2019), in one vmapped program.
+
+    Runs :func:`jadv.attacks.robust_accuracy_curve` on ``eps_grid`` plus ``large_eps`` (default: the
+    whole box, 1.0 for Linf and sqrt(d) for L2) and returns ``{"eps_grid", "curve", "flags"}`` where
+    ``flags`` holds "accuracy_increases_with_eps" and "not_broken_at_large_eps" (see
+    :func:`masking_flags`). ``init`` is passed to PGD (default: uniform / ball start).
+    """
+    from jadv.attacks.evaluate import robust_accuracy_curve
+    import math
+    if large_eps is None:
+        large_eps = 1.0 if norm == "linf" else math.sqrt(math.prod(jnp.shape(x)[1:]))
+    grid = jnp.concatenate([jnp.asarray(eps_grid, jnp.float32).reshape(-1), jnp.asarray([large_eps], jnp.float32)])
+    curve = jax.jit(lambda xx, yy: robust_accuracy_curve(logits_fn, xx, yy, key=key, eps_grid=grid, attack=attack,
+                                                         norm=norm, steps=steps, init=init))(jnp.asarray(x), jnp.asarray(y))
+    curve = np.asarray(curve)
+    flags = {}
+    inc = accuracy_increases_with_eps(grid, curve)
+    flags["accuracy_increases_with_eps"] = {"flag": inc, "value": [float(c) for c in curve],
+                                            "message": "robust accuracy increases with eps somewhere on the curve"}
+    nb = not_broken_at_large_eps(curve[-1])
+    flags["not_broken_at_large_eps"] = {"flag": nb, "value": float(curve[-1]),
+                                        "message": f"robust accuracy {float(curve[-1]):.2%} at eps={large_eps:g}, not ~0"}
+    if warn:
+        for name, v in flags.items():
+            if v["flag"]:
+                warnings.warn(f"gradient-masking check {name!r}: {v['message']}", stacklevel=2)
+    return {"eps_grid": [float(e) for e in np.asarray(grid)], "curve": curve, "flags": flags}
