@@ -1,4 +1,6 @@
 """Curvature tools against oracles: jax.hessian + eigh, finite differences, dense known spectra."""
+from functools import partial
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -42,7 +44,12 @@ class TinyCNN(nn.Module):
 
 def flat_hessian(loss_fn, params):
     flat, unravel = ravel_pytree(params)
-    return np.asarray(jax.hessian(lambda f: loss_fn(unravel(f)))(flat))
+    return np.asarray(jax.jit(jax.hessian(lambda f: loss_fn(unravel(f))))(flat))
+
+
+def jitted(solver, fn, params, **kw):
+    """Run a solver under one jit (the library never jits itself; tests jit at the boundary)."""
+    return jax.jit(lambda p: solver(fn, p, **kw))(params)
 
 
 def rel(a, b):
@@ -59,23 +66,25 @@ def known_matrix(key, n=200, top=(5.0, 4.0, 3.0), bottom=(-2.0,)):
 
 # ---------------------------------------------------------------- HVP
 
+@pytest.mark.slow
 def test_hvp_matches_hessian_and_finite_differences_mlp(key):
     with jax.enable_x64(True):
         params = mlp_init(key)
         batch = mlp_data(jax.random.fold_in(key, 1))
         loss_fn = lambda p: jnp.mean(mlp_per_example(p, batch))
         v = jax.tree.map(lambda a: jax.random.normal(jax.random.fold_in(key, a.size), a.shape), params)
-        hv = ravel_pytree(cv.hvp(loss_fn, params, v))[0]
+        hv = ravel_pytree(jax.jit(partial(cv.hvp, loss_fn))(params, v))[0]
         vf, unravel = ravel_pytree(v)
         H = flat_hessian(loss_fn, params)
         assert rel(hv, H @ np.asarray(vf)) < 1e-10
         h = 1e-4
-        g = lambda p: ravel_pytree(jax.grad(loss_fn)(p))[0]
+        g = jax.jit(lambda p: ravel_pytree(jax.grad(loss_fn)(p))[0])
         shift = lambda s: jax.tree.map(lambda a, b: a + s * b, params, v)
         fd = (g(shift(h)) - g(shift(-h))) / (2 * h)
         assert rel(hv, fd) < 1e-6
 
 
+@pytest.mark.slow
 def test_hvp_matches_hessian_and_finite_differences_cnn(key):
     with jax.enable_x64(True):
         model = TinyCNN()
@@ -85,37 +94,40 @@ def test_hvp_matches_hessian_and_finite_differences_cnn(key):
         loss_fn = lambda p: jnp.mean(
             -jnp.take_along_axis(jax.nn.log_softmax(model.apply({"params": p}, x)), y[:, None], 1))
         v = jax.tree.map(lambda a: jax.random.normal(jax.random.fold_in(key, a.size), a.shape, a.dtype), params)
-        hv = ravel_pytree(cv.hvp(loss_fn, params, v))[0]
+        hv = ravel_pytree(jax.jit(partial(cv.hvp, loss_fn))(params, v))[0]
         H = flat_hessian(loss_fn, params)
         assert H.shape == (3 * 3 * 2 * 3 + 3 + 3 * 3 + 3,) * 2
         assert rel(hv, H @ np.asarray(ravel_pytree(v)[0])) < 1e-10
         h = 1e-4
-        g = lambda p: ravel_pytree(jax.grad(loss_fn)(p))[0]
+        g = jax.jit(lambda p: ravel_pytree(jax.grad(loss_fn)(p))[0])
         shift = lambda s: jax.tree.map(lambda a, b: a + s * b, params, v)
         assert rel(hv, (g(shift(h)) - g(shift(-h))) / (2 * h)) < 1e-6
 
 
+@pytest.mark.slow
 def test_batched_hvp_equals_full_batch(key):
     with jax.enable_x64(True):
         params = mlp_init(key)
         x, y = mlp_data(jax.random.fold_in(key, 1), n=10)
         full = lambda p: jnp.mean(mlp_per_example(p, (x, y)))
         v = jax.tree.map(lambda a: jnp.ones_like(a) * 0.3, params)
-        ref = ravel_pytree(cv.hvp(full, params, v))[0]
+        H = flat_hessian(full, params)
+        ref = H @ np.asarray(ravel_pytree(v)[0])
         # 10 examples in batches of 4: the last batch is padded with 2 masked copies
         batches, weights = cv.stack_batches((x, y), 4)
         assert batches[0].shape == (3, 4, 4) and float(weights.sum()) == 10
-        got = ravel_pytree(cv.data_hvp(mlp_per_example, params, v, batches, weights=weights))[0]
-        assert rel(got, ref) < 1e-12
-        # an unweighted average of per-batch means would be wrong (the 2-example batch counts double)
-        naive = sum(ravel_pytree(cv.hvp(lambda p, s=s: jnp.mean(mlp_per_example(p, (x[s], y[s]))),
-                                        params, v))[0] for s in (slice(0, 4), slice(4, 8), slice(8, 10))) / 3
-        assert rel(naive, ref) > 1e-3
+        np.testing.assert_array_equal(np.asarray(weights[-1]), [1, 1, 0, 0])
         mvp = cv.make_data_hvp(mlp_per_example, batches, weights=weights)
         assert rel(ravel_pytree(mvp(params, v))[0], ref) < 1e-12
-        vals, _ = cv.top_eigenvalues(lambda u: mvp(params, u), params, key=key, operator="matvec",
-                                     k=1, iters=ref.shape[0], dtype=jnp.float64)
-        top = np.linalg.eigvalsh(flat_hessian(full, params))[-1]
+        # an unweighted average of per-batch means would be wrong (the 2-example batch counts double)
+        per_batch = jnp.sum(weights, axis=1)
+        naive = cv.data_hvp(mlp_per_example, params, v, batches,
+                            weights=weights * (10.0 / 3.0) / per_batch[:, None])
+        assert rel(ravel_pytree(naive)[0], ref) > 1e-3
+        vals, _ = jitted(cv.top_eigenvalues, lambda u: cv.data_hvp(mlp_per_example, params, u, batches,
+                                                                   weights=weights),
+                         params, key=key, operator="matvec", k=1, iters=ref.shape[0], dtype=jnp.float64)
+        top = np.linalg.eigvalsh(H)[-1]
         assert abs(float(vals[0]) - top) < 1e-9 * abs(top)
 
 
@@ -126,12 +138,12 @@ def test_lanczos_dense_known_spectrum(key):
         A, spec = known_matrix(key)
         A = jnp.asarray(A)
         x0 = jnp.zeros(A.shape[0])
-        vals, vecs = cv.top_eigenvalues(lambda v: A @ v, x0, key=key, k=3, iters=80,
+        vals, vecs = jitted(cv.top_eigenvalues, lambda v: A @ v, x0, key=key, k=3, iters=80,
                                         operator="matvec", dtype=jnp.float64)
         np.testing.assert_allclose(np.asarray(vals), spec[:3], rtol=0, atol=1e-8)
         for i in range(3):
             assert float(jnp.linalg.norm(A @ vecs[i] - vals[i] * vecs[i])) < 1e-6
-        out = cv.lanczos_tridiag(lambda v: A @ v, x0, key=key, order=80, operator="matvec",
+        out = jitted(cv.lanczos_tridiag, lambda v: A @ v, x0, key=key, order=80, operator="matvec",
                                  dtype=jnp.float64)
         assert abs(float(out["nodes"][-1]) - spec[0]) < 1e-8
         assert abs(float(out["nodes"][0]) - spec[-1]) < 1e-8
@@ -142,7 +154,7 @@ def test_power_dense_known_spectrum(key):
     with jax.enable_x64(True):
         A, spec = known_matrix(key)
         A = jnp.asarray(A)
-        vals, vecs = cv.top_eigenvalues(lambda v: A @ v, jnp.zeros(A.shape[0]), key=key, k=3,
+        vals, vecs = jitted(cv.top_eigenvalues, lambda v: A @ v, jnp.zeros(A.shape[0]), key=key, k=3,
                                         method="power", iters=1000, tol=1e-14, operator="matvec")
         np.testing.assert_allclose(np.asarray(vals), spec[:3], rtol=1e-8)
         for i in range(3):
@@ -157,17 +169,17 @@ def test_lanczos_breakdown_handled(key):
         spec = np.where(np.arange(n) < 5, 3.0, 1.0)
         A = jnp.asarray((q * spec) @ q.T)
         x0 = jnp.zeros(n)
-        out = cv.lanczos_tridiag(lambda v: A @ v, x0, key=key, order=20, operator="matvec")
+        out = jitted(cv.lanczos_tridiag, lambda v: A @ v, x0, key=key, order=20, operator="matvec")
         assert int(out["steps"]) == 2
         assert np.all(np.isfinite(np.asarray(out["nodes"])))
-        vals, vecs = cv.top_eigenvalues(lambda v: A @ v, x0, key=key, k=3, iters=20, operator="matvec")
+        vals, vecs = jitted(cv.top_eigenvalues, lambda v: A @ v, x0, key=key, k=3, iters=20, operator="matvec")
         np.testing.assert_allclose(np.asarray(vals[:2]), [3.0, 1.0], atol=1e-10)
         assert np.isnan(float(vals[2])) and float(jnp.abs(vecs[2]).sum()) == 0.0
 
 
 def test_float32_default_dtype(key):
     A = jnp.diag(jnp.arange(1.0, 21.0))
-    vals, vecs = cv.top_eigenvalues(lambda v: A @ v, jnp.zeros(20), key=key, k=2, iters=20,
+    vals, vecs = jitted(cv.top_eigenvalues, lambda v: A @ v, jnp.zeros(20), key=key, k=2, iters=20,
                                     operator="matvec")
     assert vals.dtype == jnp.float32 and vecs.shape == (2, 20)
     np.testing.assert_allclose(np.asarray(vals), [20.0, 19.0], rtol=1e-5)
@@ -175,6 +187,7 @@ def test_float32_default_dtype(key):
 
 # ---------------------------------------------------------------- eigenvalues: tiny networks
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lanczos", "power"])
 def test_top_eigenvalues_tiny_mlp(key, method):
     with jax.enable_x64(True):
@@ -185,20 +198,22 @@ def test_top_eigenvalues_tiny_mlp(key, method):
         ev = np.linalg.eigvalsh(H)
         if method == "lanczos":
             ref = np.sort(ev)[::-1][:3]
-            vals, vecs = cv.top_eigenvalues(loss_fn, params, key=key, k=3, iters=H.shape[0])
+            vals, vecs = jitted(cv.top_eigenvalues, loss_fn, params, key=key, k=3, iters=H.shape[0])
         else:  # PyHessian's power iteration finds the largest-magnitude eigenvalues
             ref = np.sort(ev[np.argsort(-np.abs(ev))[:3]])[::-1]
-            vals, vecs = cv.top_eigenvalues(loss_fn, params, key=key, k=3, method="power",
+            vals, vecs = jitted(cv.top_eigenvalues, loss_fn, params, key=key, k=3, method="power",
                                             iters=3000, tol=1e-12)
         np.testing.assert_allclose(np.asarray(vals), ref, rtol=1e-4)
+        hvp_fn = jax.jit(partial(cv.hvp, loss_fn))
         for i in range(3):
             vi = jax.tree.map(lambda l: l[i], vecs)
-            hv = ravel_pytree(cv.hvp(loss_fn, params, vi))[0]
+            hv = ravel_pytree(hvp_fn(params, vi))[0]
             vf = ravel_pytree(vi)[0]
             assert abs(float(jnp.linalg.norm(vf)) - 1) < 1e-8
             assert float(jnp.linalg.norm(hv - vals[i] * vf)) < 1e-3 * abs(float(vals[0]))
 
 
+@pytest.mark.slow
 def test_top_eigenvalue_cnn_float32_with_float64_solver(key):
     """float32 model, float64 recurrences (x64 on): top eigenvalue to 1e-4 relative."""
     with jax.enable_x64(True):
@@ -211,18 +226,19 @@ def test_top_eigenvalue_cnn_float32_with_float64_solver(key):
         top = np.linalg.eigvalsh(flat_hessian(loss64, p64))[-1]
         p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
         loss32 = lambda p: loss64(jax.tree.map(lambda a: a.astype(jnp.float64), p)).astype(jnp.float32)
-        vals, _ = cv.top_eigenvalues(loss32, p32, key=key, k=1, iters=60, dtype=jnp.float64)
+        vals, _ = jitted(cv.top_eigenvalues, loss32, p32, key=key, k=1, iters=60, dtype=jnp.float64)
         assert vals.dtype == jnp.float64
         assert abs(float(vals[0]) - top) < 1e-4 * abs(top)
 
 
 # ---------------------------------------------------------------- trace and density
 
+@pytest.mark.slow
 def test_hutchinson_within_three_standard_errors(key):
     with jax.enable_x64(True):
         A, spec = known_matrix(key, n=100)
         A = jnp.asarray(A)
-        tr, se = cv.hessian_trace(lambda v: A @ v, jnp.zeros(100), key=key, samples=200,
+        tr, se = jitted(cv.hessian_trace, lambda v: A @ v, jnp.zeros(100), key=key, samples=200,
                                   operator="matvec")
         assert float(se) > 0
         assert abs(float(tr) - spec.sum()) < 3 * float(se)
@@ -230,17 +246,18 @@ def test_hutchinson_within_three_standard_errors(key):
         batch = mlp_data(jax.random.fold_in(key, 1))
         loss_fn = lambda p: jnp.mean(mlp_per_example(p, batch))
         exact = np.trace(flat_hessian(loss_fn, params))
-        tr, se = cv.hessian_trace(loss_fn, params, key=key, samples=300)
+        tr, se = jitted(cv.hessian_trace, loss_fn, params, key=key, samples=300)
         assert abs(float(tr) - exact) < 3 * float(se)
-        _, se1 = cv.hessian_trace(loss_fn, params, key=key, samples=1)
+        _, se1 = jitted(cv.hessian_trace, loss_fn, params, key=key, samples=1)
         assert np.isnan(float(se1))
 
 
+@pytest.mark.slow
 def test_spectral_density_unit_integral_and_matches_spectrum(key):
     with jax.enable_x64(True):
         A, spec = known_matrix(key)
         A = jnp.asarray(A)
-        grid, dens, nodes, w = cv.spectral_density(lambda v: A @ v, jnp.zeros(200), key=key, order=80,
+        grid, dens, nodes, w = jitted(cv.spectral_density, lambda v: A @ v, jnp.zeros(200), key=key, order=80,
                                                    runs=8, grid_size=4000, operator="matvec",
                                                    return_nodes=True)
         assert grid.shape == dens.shape == (4000,) and nodes.shape == w.shape == (8, 80)
@@ -265,13 +282,14 @@ def test_spectral_density_unit_integral_and_matches_spectrum(key):
         assert 0.0 < low < 0.03
 
 
+@pytest.mark.slow
 def test_spectral_density_tiny_network(key):
     with jax.enable_x64(True):
         params = mlp_init(key)
         batch = mlp_data(jax.random.fold_in(key, 1))
         loss_fn = lambda p: jnp.mean(mlp_per_example(p, batch))
         ev = np.linalg.eigvalsh(flat_hessian(loss_fn, params))
-        grid, dens, nodes, w = cv.spectral_density(loss_fn, params, key=key, order=90, runs=2,
+        grid, dens, nodes, w = jitted(cv.spectral_density, loss_fn, params, key=key, order=90, runs=2,
                                                    grid_size=2000, return_nodes=True)
         n = ev.size  # 43 < 90: the order is clipped and the quadrature is exact (nodes = eigenvalues)
         assert nodes.shape == (2, n)

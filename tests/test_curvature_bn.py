@@ -37,6 +37,7 @@ def bn_setup(key):
     return model, variables, x, y
 
 
+@pytest.mark.slow
 def test_bn_modes(key, bn_setup):
     model, variables, x, y = bn_setup
     stats_before = jax.tree.map(np.array, variables["batch_stats"])
@@ -91,6 +92,7 @@ def linear_apply(variables, x, train=False):
     return jnp.stack([jnp.zeros_like(z), z], axis=1)
 
 
+@pytest.mark.slow
 def test_adversarial_hessians_match_logistic_closed_form(key):
     """For a linear model with the exact L2 attack, "exact" and "fixed_xadv" are E.2's Hessians."""
     with jax.enable_x64(True):
@@ -115,13 +117,15 @@ def test_adversarial_hessians_match_logistic_closed_form(key):
         loss_cf = lg.adv_logistic_loss(w, X, ypm, eps=eps)
         np.testing.assert_allclose(float(exact(variables["params"])), float(loss_cf), rtol=1e-12)
         np.testing.assert_allclose(float(fixed(variables["params"])), float(loss_cf), rtol=1e-12)
-        for fn, kind in ((exact, "exact"), (fixed, "fixed_xadv")):
-            H = jax.hessian(lambda v: fn({"w": v}))(w)
+        hess = jax.jit(lambda w: (jax.hessian(lambda v: exact({"w": v}))(w),
+                                  jax.hessian(lambda v: fixed({"w": v}))(w)))
+        for H, kind in zip(hess(w), ("exact", "fixed_xadv")):
             Hc = lg.adv_logistic_hessian(w, X, ypm, eps=eps, kind=kind)
             assert float(jnp.linalg.norm(H - Hc) / jnp.linalg.norm(Hc)) < 1e-8
         # and the matrix-free solver sees the larger top eigenvalue for the exact Hessian
-        le, _ = cv.top_eigenvalues(exact, variables["params"], key=key, iters=d)
-        lf, _ = cv.top_eigenvalues(fixed, variables["params"], key=key, iters=d)
+        tops = jax.jit(lambda p: (cv.top_eigenvalues(exact, p, key=key, iters=d)[0],
+                                  cv.top_eigenvalues(fixed, p, key=key, iters=d)[0]))
+        le, lf = tops(variables["params"])
         assert float(le[0]) > float(lf[0])
         np.testing.assert_allclose(float(le[0]), np.linalg.eigvalsh(
             lg.adv_logistic_hessian(w, X, ypm, eps=eps, kind="exact"))[-1], rtol=1e-8)

@@ -446,6 +446,11 @@ def top_eigenvalues(fn, params, *, key, k: int = 1, method: str = "lanczos", ite
       dtype: work dtype of the solver, e.g. ``jnp.float64`` with x64 enabled (the HVP itself runs
         in the parameters' dtype).
 
+    Memory: Lanczos keeps its whole basis, ``(iters + 1) x n`` numbers of the work dtype (100
+    steps of a ResNet-18, n = 11M, in float64: about 9 GB); power iteration keeps ``k x n``. Each
+    product reuses one linearisation of the gradient at ``params`` (``jax.linearize``), so the
+    forward and backward passes are not recomputed per product.
+
     Returns:
       ``(eigvals, eigvecs)``: ``eigvals`` [k] sorted descending; ``eigvecs`` a pytree shaped like
       ``params`` with an extra leading axis k on every leaf (``jax.tree.map(lambda l: l[i], eigvecs)``
