@@ -350,6 +350,10 @@ def test_bad_objective_configs_are_clear_errors(cfg, match):
         train.make_objective(cfg)
 
 
+def test_l2_default_start_is_uniform_radius():
+    assert train.make_objective({"name": "pgd_at", "eps": 0.5, "norm": "l2"}).settings["init"] == "uniform_radius"
+
+
 def test_base_config_builds_every_objective():
     for name in train.OBJECTIVES:
         cfg = train.base_config().objective

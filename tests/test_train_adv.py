@@ -108,6 +108,7 @@ def test_early_stop_without_collapse_runs_to_the_end(tmp_path):
     assert [e["stopped"] for e in _records(wd, "early_stop")] == [False, False]
 
 
+@pytest.mark.slow
 def test_free_at_in_the_loop_counts_minibatches_and_schedules_over_replays(tmp_path):
     c = adv_config("free_at", replays=3)
     c.num_epochs, c.train_size = 1, 128
@@ -145,6 +146,7 @@ def test_unknown_eval_bn_set_is_a_clear_error(tmp_path):
         train.train_and_evaluate(c, str(tmp_path / "bad"))
 
 
+@pytest.mark.slow
 def test_bfloat16_model_trains_with_attacks(key):
     """Mixed precision (config.model.dtype="bfloat16"): attacks and TRADES run, params stay f32."""
     model = models.get("mlp", num_classes=3, hidden=(8,), norm="batch", dtype=jnp.bfloat16)

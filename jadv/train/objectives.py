@@ -210,6 +210,8 @@ def attack_settings(cfg, *, name: str, init: str, bn_mode: str, steps: int | Non
     """Resolve ``eps``, ``step_size``, ``steps``, ``norm``, ``init``, ``attack_bn_mode`` and
     ``eps_warmup_epochs`` from ``cfg`` with the method's defaults; raise on bad values.
 
+    A default "uniform" start becomes "uniform_radius" for ``norm="l2"`` (uniform is Linf-only).
+
     The default step size is ``step_size_factor * eps`` when given (FGSM-RS: 1.25), else
     ``2.5 * eps / steps`` (Madry et al.'s rule, 2/255 for eps 8/255 and 10 steps).
     """
@@ -226,6 +228,8 @@ def attack_settings(cfg, *, name: str, init: str, bn_mode: str, steps: int | Non
     default_step = step_size_factor * eps if step_size_factor is not None else 2.5 * eps / steps
     step_size = float(_get(cfg, "step_size", default_step))
     check_nonnegative("objective.step_size", step_size)
+    if init == "uniform" and norm == "l2":
+        init = "uniform_radius"   # the L2 random start of robust_overfitting/AWP (section 4.3)
     init = _get(cfg, "init", init)
     check_init(init, norm)
     bn_mode = _get(cfg, "attack_bn_mode", bn_mode)
