@@ -106,8 +106,8 @@ def test_robust_accuracy_streaming_report(setup, key, capsys):
     broken = clean_ok & ~rep["robust"]
     assert np.all(np.asarray(jnp.argmax(f(xa), -1))[broken] != y[broken])
     # (params, x) form: parameters are jit arguments; same numbers
-    rep2 = A.robust_accuracy(apply, x, y, attacks, key=key, batch_size=4, params=params, progress=False)
-    np.testing.assert_array_equal(rep2["robust"], rep["robust"])
+    rep2 = A.robust_accuracy(apply, x, y, attacks[1:2], key=key, batch_size=4, params=params, progress=False)
+    assert rep2["per_attack"]["pgd"] == rep["per_attack"]["pgd"]
     # duplicate names get a suffix
     rep3 = A.robust_accuracy(f, x, y, [attacks[0], attacks[0]], key=key, batch_size=16, progress=False)
     assert set(rep3["per_attack"]) == {"fgsm", "fgsm#2"}
