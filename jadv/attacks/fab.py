@@ -103,9 +103,9 @@ def _fab_one_target(logits_fn, x0, y, yt, steps, norm, alpha_max, eta, beta):
         a2 = jnp.maximum(per_example_norm(d2, norm), 1e-8)
         alpha = jnp.clip(a1 / (a1 + a2), 0.0, alpha_max)[:, None]
         f_new = jnp.clip((f1 + eta * d1) * (1 - alpha) + (flat0 + eta * d2) * alpha, 0.0, 1.0)
-        x1 = f_new.reshape(x0.shape)
+        x1 = f_new.reshape(x0.shape).astype(x0.dtype)  # logits may be of another precision
         is_adv = jnp.argmax(logits_fn(x1), -1) != y
-        dist = per_example_norm(x1 - x0, norm)
+        dist = per_example_norm(x1 - x0, norm).astype(res.dtype)
         better = is_adv & (dist < res)
         adv = jnp.where(_bcast(better, x1), x1, adv)
         res = jnp.where(better, dist, res)
