@@ -51,7 +51,7 @@ def network_config(profile: str):
         t.model.name = "small_cnn"
         t.model.kwargs = {"conv1_filters": 32, "widths": (64,), "hidden": 128, "norm": "batch"}
         t.batch_size = 128
-        t.num_epochs = 10
+        t.num_epochs = 8
         t.optimizer.update(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="onecycle")
     else:                    # the papers' scale: PreActResNet-18 on CIFAR-10, 200 epochs (Rice et al.)
         t.dataset = "cifar10"
@@ -68,7 +68,7 @@ def network_config(profile: str):
     n.norm = "l2"
     # check 5's grid (L2, CIFAR-10 scale); the 8x8 digits use the same radii
     n.eps_grid = (0.0, 0.5) if smoke else (0.0, 0.25, 0.5, 1.0)
-    n.attack_steps = 1 if smoke else (5 if not big else 10)     # PGD in training, step 2.5 eps / steps
+    n.attack_steps = {"smoke": 1, "default": 5, "cpu": 5, "full": 10}[profile]   # training PGD, step 2.5 eps/steps
     n.eval_attack_steps = 2 if smoke else 10                   # robust accuracies (train and test)
     n.awp_eps = 0.5                                            # AWP vs PGD-AT at this radius
     n.awp_gamma = 0.01                                         # Wu et al. around PGD-AT

@@ -569,7 +569,8 @@ def run(config, workdir: str) -> dict:
                       f"{np.round(rob[:, -1], 4).tolist()}")
         gap = acc[0] - acc[-1]
         ok16.append(bool(gap[-1] > gap[0]))
-        meas16.append(f"{norm} (eps {eps[-1]:g}): sizes {sizes} -> gap {np.round(gap, 4).tolist()}")
+        meas16.append(f"{norm} (eps {eps[-1]:g}): sizes {sizes} -> gap {np.round(gap, 4).tolist()} "
+                      f"(monotone in n: {monotone(gap)})")
     big_note = "" if big else f" [{scfg.dataset} 8x8, small scale]"
     claims.append(claim(
         STUDY, f"2.15-{scfg.dataset}", f"standard accuracy decreases monotonically with eps_train (small CNN, "
