@@ -1,7 +1,6 @@
 """Bad input gets a clear ValueError/TypeError from every attack."""
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from jadv import attacks as A

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadv._checks import check_images, check_labels, check_nonnegative, check_norm, is_concrete
+from jadv._checks import check_labels, check_nonnegative, check_norm, is_concrete
 
 
 def num_classes(logits_fn, x) -> int:

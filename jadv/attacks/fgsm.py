@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jadv._checks import check_choice, check_labels, check_nonnegative
-from jadv.attacks._validate import check_attack_inputs, check_images_np, check_labels_np, check_key
+from jadv._checks import check_choice, check_nonnegative
+from jadv.attacks._validate import check_attack_inputs, check_key, check_labels_np
 from jadv.attacks.pgd import attack_objective
 from jadv.attacks.projections import init_point, project, step_direction
 

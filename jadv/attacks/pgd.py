@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jadv._checks import check_choice, check_images, check_labels, check_nonnegative, check_norm, check_positive_int
+from jadv._checks import check_choice, check_nonnegative, check_norm, check_positive_int
 from jadv.attacks._validate import check_attack_inputs, check_images_np, check_labels_np, check_eps, check_key
 from jadv.attacks.losses import get_loss
 from jadv.attacks.projections import _bcast, check_init, init_point, project, step_direction
