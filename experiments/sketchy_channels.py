@@ -79,10 +79,12 @@ def model_config(config, dataset: str, name: str):
         eps = float(ds.eps[spec.norm])
         c.objective.update(eps=eps, norm=spec.norm, steps=int(config.attack_steps),
                            step_size=2.5 * eps / int(config.attack_steps),
-                           init="uniform" if spec.norm == "linf" else "ball")
+                           init="uniform" if spec.norm == "linf" else "ball",
+                           eps_warmup_epochs=float(config.eps_warmup_epochs))
     c.robust_eval.enabled = False     # robust accuracy is measured below, on a test subset
     c.log_every_steps = int(config.log_every_steps)
     c.checkpoint.every_steps = 10_000
+    c.num_devices = config.num_devices
     return c
 
 
