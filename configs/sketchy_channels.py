@@ -4,8 +4,8 @@ Models: ``small_cnn`` with conv1 = 64 filters 3x3 and batch norm after every con
 the same seed and schedule as vanilla, Linf PGD-AT and L2 PGD-AT.
 
 Radii: Linf 8/255 and L2 0.5 for both colour datasets (the usual CIFAR-10 budgets; colored_digits
-are 32x32 RGB like CIFAR-10). A first try with Linf 0.05 on colored_digits stayed at chance
-accuracy for the first epochs; 8/255 with the radius ramped over the first 4 epochs trains.
+are 32x32 RGB like CIFAR-10). A first try with Linf 0.05 and no warm-up on colored_digits stayed at
+chance accuracy for 3 epochs; the radius is now ramped linearly over the first 4 epochs.
 default: conv1 64 -> conv 16 -> dense 32, 12 epochs, PGD-3 in training (about a minute per AT
 model on an idle 2-core CPU).
 """
@@ -48,8 +48,8 @@ def get_config(profile: str = "default"):
         c.num_steps = 3
     c.lr = 0.1
     c.weight_decay = 5e-4
-    # AT radius ramped linearly over the first epochs (AT on the tiny colour-digit set sits at chance
-    # for the whole run without it; the vanilla model is unaffected)
+    # AT radius ramped linearly over the first epochs (AT on the tiny colour-digit set sat at chance
+    # for the first epochs without it; the vanilla model is unaffected)
     c.eps_warmup_epochs = 0.0 if profile == "smoke" else 4.0
     c.attack_steps = {"smoke": 1, "default": 3, "cpu": 5, "full": 10}[profile]
     c.data = {
