@@ -319,7 +319,8 @@ def sweep_part(cfg, data_dir, norm, seed, workdir):
             "order_seed": seed}
 
 
-def load_sweep_params(cfg, workdir, norm, n_train, seed):
+def load_sweep_params(cfg, workdir, norm):
+    """The stacked parameters of a finished sweep (saved beside its part as .npz)."""
     model = sweep_model(cfg)
     template = model.init(jax.random.key(0), jnp.zeros((1,) + SWEEP_SHAPES[cfg.dataset], jnp.float32))["params"]
     z = np.load(os.path.join(workdir, "parts", f"sweep_{norm}_params.npz"))
@@ -345,7 +346,7 @@ def saliency_part(config, workdir, sweeps, figures_out):
     models = {}
     for norm, e in (("linf", 0.0), ("linf", cfg.linf_eps), ("l2", cfg.l2_eps)):
         sw = sweeps[norm]
-        model, params = load_sweep_params(scfg, workdir, norm, None, config.seed)
+        model, params = load_sweep_params(scfg, workdir, norm)
         full = max(sw["sizes"])
         i = [j for j, (s, ee, sd) in enumerate(zip(sw["sizes"], sw["eps"], sw["seeds"]))
              if s == full and abs(ee - e) < 1e-9 and sd == config.seed][0]
