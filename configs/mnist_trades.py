@@ -32,7 +32,7 @@ def get_config(variant: str = "cpu"):
         c.robust_eval.update(steps=20, val_examples=1000)
     else:
         c.model.kwargs = {"conv1_filters": 32, "widths": (64,), "hidden": 128}
-        c.objective.update(steps=7, step_size=0.05, eps_warmup_epochs=1.0)
+        c.objective.update(steps=7, step_size=0.05, eps_warmup_epochs=1.0, attack_unroll=True)
         c.batch_size, c.num_epochs = 128, 3
         c.optimizer.update(name="adam", lr=1e-3, schedule="cosine", weight_decay=0.0)
     if variant == "smoke":

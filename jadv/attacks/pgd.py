@@ -40,7 +40,15 @@ from jadv.attacks._validate import check_attack_inputs, check_images_np, check_l
 from jadv.attacks.losses import get_loss
 from jadv.attacks.projections import _bcast, check_init, init_point, project, step_direction
 
-__all__ = ["pgd", "pgd_generic", "attack_objective", "select_better"]
+__all__ = ["pgd", "pgd_generic", "attack_objective", "select_better", "UNROLL_NOTE"]
+
+UNROLL_NOTE = """On XLA:CPU (jax 0.10.2) a convnet's input gradient runs about 2-2.5x slower inside a
+``while`` loop body than outside one: the backward convolution inside the loop gets a
+transposed kernel layout (``01oi``) and misses the fast convolution path, and partial unrolling
+does not help (benchmarks/bench_loop_unroll.py). ``unroll=True`` unrolls the step loop
+completely: run time as fast as straight-line code, compile time growing with ``steps``. Worth
+it for short training attacks (PGD-7/10) on CPU; leave the default ``1`` for long evaluation
+attacks and on GPU/TPU."""
 
 
 def select_better(new, old):
@@ -70,7 +78,7 @@ def attack_objective(logits_fn, y, *, loss="ce", targeted=False, y_target=None):
     return objective
 
 
-def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select):
+def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select, unroll=1):
     """One restart. Returns the chosen candidate ``(x, loss, success)``."""
     x_start = init_point(key, x, eps, norm, init)
 
@@ -90,7 +98,7 @@ def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select):
         xa = project(xa + step_size * step_direction(g, norm), x, eps, norm)
         return xa, best
 
-    xa, best = lax.fori_loop(0, steps, body, (x_start, best0))
+    xa, best = lax.fori_loop(0, steps, body, (x_start, best0), unroll=unroll)
     l, s = objective(xa)
     if select == "best":
         return select_better((xa, l, s), best)
@@ -106,7 +114,7 @@ def _check_common(eps, step_size, steps, norm, init, restarts):
 
 
 def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1, init="uniform",
-        loss="ce", targeted=False, y_target=None, select="best"):
+        loss="ce", targeted=False, y_target=None, select="best", unroll=1):
     """PGD attack on ``logits_fn`` (Madry et al. 2018).
 
     Args:
@@ -118,6 +126,7 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
       init: start point, see :data:`jadv.attacks.projections.INITS`.
       loss: "ce", "margin" or "dlr". targeted: minimise the loss toward ``y_target[B]`` instead.
       select: "best" (any iterate counts, default) or "last"; see the module docstring.
+      unroll: passed to ``lax.fori_loop`` (``True``: fully unrolled). See :data:`UNROLL_NOTE`.
     Returns:
       ``x_adv [B, H, W, C]`` inside the eps-ball and [0, 1], wrapped in ``stop_gradient``.
     """
@@ -138,7 +147,8 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
     x = jnp.asarray(x)
 
     def run(r):
-        return _pgd_single(objective, x, jax.random.fold_in(key, r), eps, step_size, steps, norm, init, select)
+        return _pgd_single(objective, x, jax.random.fold_in(key, r), eps, step_size, steps, norm, init, select,
+                           unroll)
 
     xs, ls, ss = jax.vmap(run)(jnp.arange(restarts))
     best = (xs[0], ls[0], ss[0])
@@ -147,7 +157,8 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
     return lax.stop_gradient(best[0])
 
 
-def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init="uniform", stop_gradient=True):
+def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init="uniform", stop_gradient=True,
+                unroll=1):
     """Maximise a per-example objective by projected gradient ascent and return the last iterate.
 
     For training objectives, e.g. the TRADES inner maximisation (Zhang et al. 2019)::
@@ -161,6 +172,7 @@ def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init="un
         normalisation of the step makes the batch size irrelevant).
       x: ``[B, ...]`` float in [0, 1]. key, eps, step_size, steps, norm, init: as in :func:`pgd`.
       stop_gradient: wrap the result in ``lax.stop_gradient`` (default, as the references detach x').
+      unroll: passed to ``lax.fori_loop`` (see :data:`UNROLL_NOTE`).
     Returns: ``x_adv [B, ...]``, the last iterate (the TRADES/MART/PGD-AT convention).
     """
     if not callable(loss_fn):
@@ -176,5 +188,5 @@ def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init="un
             raise ValueError(f"loss_fn must return one value per example, shape ({x.shape[0]},), got {jnp.shape(l)}")
         return l, jnp.zeros((x.shape[0],), bool)
 
-    xa, _, _ = _pgd_single(objective, jnp.asarray(x), key, eps, step_size, steps, norm, init, "last")
+    xa, _, _ = _pgd_single(objective, jnp.asarray(x), key, eps, step_size, steps, norm, init, "last", unroll)
     return lax.stop_gradient(xa) if stop_gradient else xa

@@ -44,7 +44,8 @@ def warmup_factor(epoch, warmup_epochs: float):
 
 
 def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size, steps: int,
-          norm: str = "linf", init: str = "uniform", bn_mode: str = "eval", bn_set: str = "clean"):
+          norm: str = "linf", init: str = "uniform", bn_mode: str = "eval", bn_set: str = "clean",
+          unroll=1):
     """Adversarial inputs for training: maximise ``sum_i loss_of_logits(f(x'))_i`` over the ball.
 
     Args:
@@ -58,6 +59,8 @@ def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size,
         :data:`jadv.attacks.INITS` ("uniform", "normal_0.001", "zero", ...).
       bn_mode: "eval", "train_no_update" or "train" (see the module docstring).
       bn_set: which BN set the attack runs through ("clean"/"adv", dual-BN models only).
+      unroll: ``lax.fori_loop`` unrolling of the step loop (``True`` = full; see
+        :data:`jadv.attacks.pgd.UNROLL_NOTE`).
     Returns:
       ``(x_adv [B, H, W, C], batch_stats)``: the last iterate (stop-gradient), inside the ball
       and [0, 1]; ``batch_stats`` updated by every attack step for ``bn_mode="train"``,
@@ -73,7 +76,7 @@ def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size,
         fn = model.logits_fn(params, batch_stats, bn_mode="eval" if bn_mode == "eval" else "train_no_update",
                              bn_set=bn_set)
         x_adv = pgd_generic(lambda xa: loss_of_logits(fn(xa)), x, key=key, eps=eps,
-                            step_size=step_size, steps=steps, norm=norm, init=init)
+                            step_size=step_size, steps=steps, norm=norm, init=init, unroll=unroll)
         return x_adv, batch_stats
 
     def total(xa, stats):
@@ -88,5 +91,5 @@ def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size,
         return project(xa + step_size * step_direction(g, norm), x, eps, norm), stats
 
     x0 = init_point(key, x, eps, norm, init)
-    xa, stats = lax.fori_loop(0, steps, body, (x0, batch_stats))
+    xa, stats = lax.fori_loop(0, steps, body, (x0, batch_stats), unroll=unroll)
     return lax.stop_gradient(xa), jax.tree_util.tree_map(lax.stop_gradient, stats)

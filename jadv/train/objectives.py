@@ -193,6 +193,7 @@ class AttackSettings:
     init: str
     bn_mode: str
     eps_warmup_epochs: float
+    unroll: bool = False
 
     def at(self, epoch):
         """(eps, step_size) at ``epoch`` (both scaled by the linear warm-up factor)."""
@@ -202,7 +203,7 @@ class AttackSettings:
     def as_dict(self) -> dict:
         return {"eps": self.eps, "step_size": self.step_size, "steps": self.steps, "norm": self.norm,
                 "init": self.init, "attack_bn_mode": self.bn_mode,
-                "eps_warmup_epochs": self.eps_warmup_epochs}
+                "eps_warmup_epochs": self.eps_warmup_epochs, "attack_unroll": self.unroll}
 
 
 def attack_settings(cfg, *, name: str, init: str, bn_mode: str, steps: int | None = 10,
@@ -236,7 +237,8 @@ def attack_settings(cfg, *, name: str, init: str, bn_mode: str, steps: int | Non
     check_choice("objective.attack_bn_mode", bn_mode, ATTACK_BN_MODES)
     warm = float(_get(cfg, "eps_warmup_epochs", 0.0))
     check_nonnegative("objective.eps_warmup_epochs", warm)
-    return AttackSettings(eps, step_size, steps, norm, init, bn_mode, warm)
+    unroll = bool(_get(cfg, "attack_unroll", False))
+    return AttackSettings(eps, step_size, steps, norm, init, bn_mode, warm, unroll)
 
 
 def _ce_attack_loss(y):
@@ -283,7 +285,7 @@ def _ce_adv_prepare(att: AttackSettings, bn_set: str = "clean"):
         eps, step = att.at(epoch)
         x_adv, stats = craft(model, params, batch_stats, x, _ce_attack_loss(y), key=key, eps=eps,
                              step_size=step, steps=att.steps, norm=att.norm, init=att.init,
-                             bn_mode=att.bn_mode, bn_set=bn_set)
+                             bn_mode=att.bn_mode, unroll=att.unroll or 1, bn_set=bn_set)
         return {"x_adv": x_adv, "eps": eps}, stats
 
     return prepare
@@ -398,7 +400,7 @@ def _trades_prepare(att: AttackSettings):
         clean = jax.lax.stop_gradient(clean_fn(x))
         x_adv, stats = craft(model, params, batch_stats, x, lambda lg: kl_divergence(clean, lg), key=key,
                              eps=eps, step_size=step, steps=att.steps, norm=att.norm, init=att.init,
-                             bn_mode=att.bn_mode)
+                             bn_mode=att.bn_mode, unroll=att.unroll or 1)
         return {"x_adv": x_adv, "eps": eps}, stats
 
     return prepare
@@ -498,7 +500,7 @@ def _split_prepare(att: AttackSettings, ratio: float, bn_set: str):
             return {"x_adv": x[:0], "n_clean": n_clean, "eps": eps}, batch_stats
         x_adv, stats = craft(model, params, batch_stats, x[n_clean:], _ce_attack_loss(y[n_clean:]), key=key,
                              eps=eps, step_size=step, steps=att.steps, norm=att.norm, init=att.init,
-                             bn_mode=att.bn_mode, bn_set=bn_set)
+                             bn_mode=att.bn_mode, unroll=att.unroll or 1, bn_set=bn_set)
         return {"x_adv": x_adv, "n_clean": n_clean, "eps": eps}, stats
 
     return prepare
