@@ -222,7 +222,9 @@ def run(config, workdir: str) -> dict:
                                                           "clean": [clean[n] for n in depth_models],
                                                           "robust": [rob[n] for n in depth_models]}}
     pgd_name = f"PGD-{config.eval_steps}"
-    figures = [plot_ratio(rows, os.path.join(workdir, "robust_vs_clean_share.png"),
+    base_depth = int(config.models[config.model_order[0]].depth)      # the depth sweep's extra models stay out
+    figures = [plot_ratio({k: r for k, r in rows.items() if r["depth"] == base_depth},
+                          os.path.join(workdir, "robust_vs_clean_share.png"),
                           title=f"{config.dataset}, Linf {config.eps:g}: {pgd_name} accuracy vs clean share"),
                plot_depth(depths, results["depth"]["clean"], results["depth"]["robust"],
                           os.path.join(workdir, "depth.png"), title=f"{config.dataset}: PGD-AT at several depths")]
