@@ -36,6 +36,34 @@ def load_config(name: str, profile: str):
     return module.get_config(profile)
 
 
+def study_main(study: str, run, doc: str, argv=None, extra_args=None) -> dict:
+    """The command line shared by the study scripts.
+
+    ``python experiments/<study>.py --profile P [--workdir DIR] [--data_dir D]``; ``extra_args``
+    is an optional ``(add(parser), apply(args, config))`` pair for study-specific flags.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="default", choices=("smoke", "default", "cpu", "full"))
+    p.add_argument("--workdir", default=None, help="output directory (default runs/<study>/<profile>)")
+    p.add_argument("--data_dir", default=None, help="raw data directory (default $JADV_DATA_DIR or ../shared/data)")
+    if extra_args:
+        extra_args[0](p)
+    a = p.parse_args(argv)
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    config = load_config(study, a.profile)
+    if a.data_dir:
+        config.data_dir = a.data_dir
+    if extra_args:
+        extra_args[1](a, config)
+    record = run(config, a.workdir or os.path.join("runs", study, a.profile))
+    for c in record["claims"]:
+        print(f"[{c['verdict']}] {c['claim']}: {c['measured']}")
+    return record
+
+
 def claim(study: str, claim_id: str, text: str, *, measured: str, verdict: str | bool | None,
           source: str, command: str = "") -> dict:
     """One row of the claims table. ``verdict``: True/False/None or one of :data:`VERDICTS`."""

@@ -20,13 +20,12 @@ and in the last decile; the KL shift is largest in the first layer and the deepe
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, cached_part, claim, finish, train_model  # noqa: E402
+from common import cached_part, claim, finish, study_main, train_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -213,24 +212,18 @@ def run(config, workdir: str) -> dict:
     return finish(workdir, STUDY, results, claims, figures)
 
 
+def _import_flags(parser):
+    parser.add_argument("--import_workdir", action="append", default=[],
+                        help="KIND:DIR, KIND standard or robust: a jadv training workdir to measure as an extra model")
+
+
+def _apply_import_flags(args, config):
+    if args.import_workdir:
+        config.import_workdirs = tuple(args.import_workdir)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="default", choices=("smoke", "default", "cpu", "full"))
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--import_workdir", action="append", default=[],
-                   help="KIND:DIR, KIND standard or robust: a jadv training workdir to measure as an extra model")
-    a = p.parse_args(argv)
-    sys.path.insert(0, os.path.join(ROOT, "configs"))
-    import importlib
-    config = importlib.import_module(STUDY).get_config(a.profile)
-    if a.data_dir:
-        config.data_dir = a.data_dir
-    if a.import_workdir:
-        config.import_workdirs = tuple(a.import_workdir)
-    record = run(config, a.workdir or os.path.join("runs", STUDY, a.profile))
-    for c in record["claims"]:
-        print(f"[{c['verdict']}] {c['claim']}: {c['measured']}")
+    study_main(STUDY, run, __doc__, argv, extra_args=(_import_flags, _apply_import_flags))
 
 
 if __name__ == "__main__":

@@ -24,13 +24,12 @@ Claims checked (analysis-methods.md, reproduction checks 1, 3, 4, 5, 6).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, cached_part, claim, finish, monotone  # noqa: E402
+from common import cached_part, claim, finish, monotone, study_main  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -385,19 +384,7 @@ def network_part(config, workdir, cmd):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="default", choices=("smoke", "default", "cpu", "full"))
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--data_dir", default=None)
-    a = p.parse_args(argv)
-    sys.path.insert(0, os.path.join(ROOT, "configs"))
-    import importlib
-    config = importlib.import_module("sharpness").get_config(a.profile)
-    if a.data_dir:
-        config.data_dir = a.data_dir
-    record = run(config, a.workdir or os.path.join("runs", STUDY, a.profile))
-    for c in record["claims"]:
-        print(f"[{c['verdict']}] {c['claim']}: {c['measured']}")
+    study_main(STUDY, run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,13 @@ is reported as a table and a Spearman correlation across the models.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ROOT, cached_part, claim, finish, train_model  # noqa: E402
+from common import cached_part, claim, finish, study_main, train_model  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -315,19 +314,7 @@ def run(config, workdir: str) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="default", choices=("smoke", "default", "cpu", "full"))
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--data_dir", default=None)
-    a = p.parse_args(argv)
-    sys.path.insert(0, os.path.join(ROOT, "configs"))
-    import importlib
-    config = importlib.import_module(STUDY).get_config(a.profile)
-    if a.data_dir:
-        config.data_dir = a.data_dir
-    record = run(config, a.workdir or os.path.join("runs", STUDY, a.profile))
-    for c in record["claims"]:
-        print(f"[{c['verdict']}] {c['claim']}: {c['measured']}")
+    study_main(STUDY, run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_one_device_and_eight_devices_give_the_same_parameters(tmp_path):
     assert jax.device_count() >= 8, "conftest should fake 8 CPU devices"
-    one = train.train_and_evaluate(smoke_config(num_devices=1, num_epochs=1), str(tmp_path / "one"))
+    train.train_and_evaluate(smoke_config(num_devices=1, num_epochs=1), str(tmp_path / "one"))
     eight = train.train_and_evaluate(smoke_config(num_devices=8, num_epochs=1), str(tmp_path / "eight"))
     assert eight["devices"] == 8
     a, b = _params(str(tmp_path / "one")), _params(str(tmp_path / "eight"))

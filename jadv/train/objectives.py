@@ -59,7 +59,7 @@ statistics updated), in the order of the reference code.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
