@@ -20,44 +20,11 @@ import optax
 from jax import lax
 
 from jadv._checks import check_choice, check_images, check_labels, check_nonnegative, check_norm, check_positive_int
+from jadv.attacks.projections import _bcast, init_point, project, step_direction
 
 __all__ = ["large_eps_examples", "interpolate"]
 
 _INITS = ("zero", "uniform")
-
-
-def _per_example_norm(v, norm):
-    flat = v.reshape(v.shape[0], -1)
-    if norm == "l2":
-        return jnp.sqrt(jnp.sum(flat ** 2, axis=1))
-    return jnp.max(jnp.abs(flat), axis=1)
-
-
-def _bcast(a, x):
-    return a.reshape((-1,) + (1,) * (x.ndim - 1))
-
-
-def _project(xa, x, eps, norm):
-    d = xa - x
-    if norm == "linf":
-        d = jnp.clip(d, -eps, eps)
-    else:
-        n = _per_example_norm(d, "l2")
-        d = d * _bcast(jnp.minimum(1.0, eps / jnp.maximum(n, 1e-12)), d)
-    # clipping to the box only shrinks |delta| coordinate-wise, so the result stays in the ball
-    return jnp.clip(x + d, 0.0, 1.0)
-
-
-def _random_start(key, x, eps, norm):
-    if norm == "linf":
-        d = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * eps
-    else:  # uniform in the L2 ball: Gaussian direction, radius eps * U^(1/n)
-        k1, k2 = jax.random.split(key)
-        g = jax.random.normal(k1, x.shape, x.dtype)
-        n = x[0].size
-        r = eps * jax.random.uniform(k2, (x.shape[0],), x.dtype) ** (1.0 / n)
-        d = g * _bcast(r / jnp.maximum(_per_example_norm(g, "l2"), 1e-12), g)
-    return _project(x + d, x, eps, norm)
 
 
 def large_eps_examples(logits_fn, x, y_target, *, key, eps, step_size, steps, norm: str = "l2",
@@ -105,7 +72,8 @@ def large_eps_examples(logits_fn, x, y_target, *, key, eps, step_size, steps, no
         return jnp.sum(l), l
 
     grad_fn = jax.grad(total, has_aux=True)
-    x0 = x if init == "zero" else _random_start(key, x, eps, norm)
+    # random start: uniform in the Linf box, uniform in the L2 ball
+    x0 = x if init == "zero" else init_point(key, x, eps, norm, "uniform" if norm == "linf" else "ball")
 
     def keep(xa, l, best_x, best_l):
         better = l < best_l
@@ -115,11 +83,7 @@ def large_eps_examples(logits_fn, x, y_target, *, key, eps, step_size, steps, no
         xa, best_x, best_l = carry
         g, l = grad_fn(xa)
         best_x, best_l = keep(xa, l, best_x, best_l)
-        if norm == "linf":
-            direction = jnp.sign(g)
-        else:
-            direction = g / _bcast(jnp.maximum(_per_example_norm(g, "l2"), 1e-12), g)
-        xa = _project(xa - step_size * direction, x, eps, norm)
+        xa = project(xa - step_size * step_direction(g, norm), x, eps, norm)
         return xa, best_x, best_l
 
     init_carry = (x0, x0, jnp.full((x.shape[0],), jnp.inf, jnp.float32))
