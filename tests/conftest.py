@@ -18,3 +18,22 @@ import pytest  # noqa: E402
 def key():
     """A fresh typed PRNG key for every test."""
     return jax.random.key(0)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_by_path(path: str, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def load_repo_module():
+    """``load_repo_module("experiments/sharpness.py", "name")``: a repo file loaded by path (the
+    study scripts and their configs share module names, so they cannot both be imported)."""
+    return _load_by_path

@@ -1,23 +1,15 @@
 """Study 4 (filter lens) on the smoke profile: outputs, their structure, cached reruns, imports."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_filter_lens_smoke(tmp_path):
-    study = _load("experiments/filter_lens.py", "study_filter_lens")
-    config = _load("configs/filter_lens.py", "config_filter_lens").get_config("smoke")
+def test_filter_lens_smoke(tmp_path, load_repo_module):
+    study = load_repo_module("experiments/filter_lens.py", "study_filter_lens")
+    config = load_repo_module("configs/filter_lens.py", "config_filter_lens").get_config("smoke")
     wd = str(tmp_path / "study")
     record = study.run(config, wd)
 

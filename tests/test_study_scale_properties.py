@@ -1,21 +1,13 @@
 """Study 3 (scale properties) on the smoke profile: outputs, their structure, cached reruns."""
-import importlib.util
 import json
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_scale_properties_smoke(tmp_path):
-    study = _load("experiments/scale_properties.py", "study_scale_properties")
-    config = _load("configs/scale_properties.py", "config_scale_properties").get_config("smoke")
+def test_scale_properties_smoke(tmp_path, load_repo_module):
+    study = load_repo_module("experiments/scale_properties.py", "study_scale_properties")
+    config = load_repo_module("configs/scale_properties.py", "config_scale_properties").get_config("smoke")
     wd = str(tmp_path)
     record = study.run(config, wd)
 

@@ -1,29 +1,21 @@
 """Study 5 (sharpness) on the smoke profile: outputs, their structure, cached reruns."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_curvature_fit_recovers_a_parabola():
-    study = _load("experiments/sharpness.py", "study_sharpness_unit")
+def test_curvature_fit_recovers_a_parabola(load_repo_module):
+    study = load_repo_module("experiments/sharpness.py", "study_sharpness_unit")
     a = np.linspace(-1, 1, 21)
     assert abs(study._curvature(a, 3.0 * a ** 2 + a + 2, 0.25) - 6.0) < 1e-9
 
 
-def test_sharpness_smoke(tmp_path):
-    study = _load("experiments/sharpness.py", "study_sharpness")
-    config = _load("configs/sharpness.py", "config_sharpness").get_config("smoke")
+def test_sharpness_smoke(tmp_path, load_repo_module):
+    study = load_repo_module("experiments/sharpness.py", "study_sharpness")
+    config = load_repo_module("configs/sharpness.py", "config_sharpness").get_config("smoke")
     config.network.train.num_devices = 1      # the test session fakes 8 CPU devices; train on one
     wd = str(tmp_path / "study")
     record = study.run(config, wd)

@@ -1,23 +1,15 @@
 """Study 1 (sketchy channels) on the smoke profile: outputs, their structure, cached reruns."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_sketchy_channels_smoke(tmp_path):
-    study = _load("experiments/sketchy_channels.py", "study_sketchy_channels")
-    config = _load("configs/sketchy_channels.py", "config_sketchy_channels").get_config("smoke")
+def test_sketchy_channels_smoke(tmp_path, load_repo_module):
+    study = load_repo_module("experiments/sketchy_channels.py", "study_sketchy_channels")
+    config = load_repo_module("configs/sketchy_channels.py", "config_sketchy_channels").get_config("smoke")
     wd = str(tmp_path)
     record = study.run(config, wd)
 

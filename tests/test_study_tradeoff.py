@@ -1,26 +1,18 @@
 """Study 2 (tradeoff, Tsipras et al.) on the smoke profile: outputs, their structure, cached reruns."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ["accuracy_vs_eps.png", "accuracy_vs_size.png", "binary_corr_vs_weight.png", "binary_top_k.png",
            "binary_weight_maps.png", "interpolation.png", "large_eps.png", "saliency.png"]
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_train_linear_many_matches_exact_worst_case():
+def test_train_linear_many_matches_exact_worst_case(load_repo_module):
     """The vmapped linear trainer: one program, eps = 0 fits the data, a large eps collapses w to 0,
     and a mask keeps the dropped features at exactly 0."""
-    study = _load("experiments/tradeoff.py", "study_tradeoff_unit")
+    study = load_repo_module("experiments/tradeoff.py", "study_tradeoff_unit")
     rng = np.random.default_rng(0)
     y = rng.choice([-1, 1], size=200)
     x = rng.normal(size=(200, 5)).astype(np.float32) + 0.5 * y[:, None]
@@ -33,9 +25,9 @@ def test_train_linear_many_matches_exact_worst_case():
     assert np.all(w[2, 3:] == 0) and np.abs(w[2, :3]).min() > 0
 
 
-def test_tradeoff_smoke(tmp_path):
-    study = _load("experiments/tradeoff.py", "study_tradeoff")
-    config = _load("configs/tradeoff.py", "config_tradeoff").get_config("smoke")
+def test_tradeoff_smoke(tmp_path, load_repo_module):
+    study = load_repo_module("experiments/tradeoff.py", "study_tradeoff")
+    config = load_repo_module("configs/tradeoff.py", "config_tradeoff").get_config("smoke")
     wd = str(tmp_path / "study")
     record = study.run(config, wd)
 
