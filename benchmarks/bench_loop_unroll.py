@@ -1,6 +1,7 @@
 """PGD step loop on XLA:CPU: ``lax.fori_loop`` vs the same loop fully unrolled vs N separate calls.
 
     python benchmarks/bench_loop_unroll.py [--steps 10] [--batch 64] [--repeats 5]
+    XLA_FLAGS=--xla_cpu_use_xnnpack=true python benchmarks/bench_loop_unroll.py   # flags tried
 
 Also prints the dimension labels of the convolutions XLA compiled in the looped program, which
 show the backward convolution's transposed kernel layout (``01oi``) inside the loop body.
@@ -40,6 +41,9 @@ def main():
         "fori_loop unroll=True": jax.jit(lambda x, v: lax.fori_loop(0, a.steps, lambda i, xa: step(xa, v), x,
                                                                      unroll=True)),
     }
+    for u in (2, 5):
+        fns[f"fori_loop unroll={u}"] = jax.jit(
+            lambda x, v, u=u: lax.fori_loop(0, a.steps, lambda i, xa: step(xa, v), x, unroll=u))
     one = jax.jit(step)
 
     def host_loop(x, v):
