@@ -112,6 +112,25 @@ def cached_part(workdir: str, name: str, compute: Callable[[], dict]) -> dict:
     return result
 
 
+def batched(fn, arrays, batch_size: int):
+    """Apply ``fn(*batch)`` over the leading axis of ``arrays`` in fixed-shape batches.
+
+    The last batch is padded by repeating its first row (one compilation for every batch) and the
+    padded rows are dropped from the result. Returns the concatenated numpy outputs.
+    """
+    import jax.numpy as jnp
+
+    n = len(arrays[0])
+    out = []
+    for s in range(0, n, batch_size):
+        chunk = [a[s:s + batch_size] for a in arrays]
+        m = len(chunk[0])
+        if m < batch_size:
+            chunk = [np.concatenate([c, np.repeat(c[:1], batch_size - m, axis=0)]) for c in chunk]
+        out.append(np.asarray(fn(*[jnp.asarray(c) for c in chunk]))[:m])
+    return np.concatenate(out)
+
+
 def monotone(values, *, increasing: bool = True, tol: float = 0.0) -> bool:
     """True if consecutive values never move the wrong way by more than ``tol``."""
     v = np.asarray(values, np.float64)

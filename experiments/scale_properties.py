@@ -30,7 +30,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import cached_part, claim, finish, monotone, study_main, train_model  # noqa: E402
+from common import batched, cached_part, claim, finish, monotone, study_main, train_model  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -101,27 +101,15 @@ def _eval_fns(model, bn_set):
     return _FNS[tag]
 
 
-def _batched(fn, arrays, batch_size: int):
-    n = len(arrays[0])
-    out = []
-    for s in range(0, n, batch_size):
-        chunk = [a[s:s + batch_size] for a in arrays]
-        m = len(chunk[0])
-        if m < batch_size:        # fixed shape: pad by repeating the first row
-            chunk = [np.concatenate([c, np.repeat(c[:1], batch_size - m, axis=0)]) for c in chunk]
-        out.append(np.asarray(fn(*[jnp.asarray(c) for c in chunk]))[:m])
-    return np.concatenate(out)
-
-
 def evaluate(config, model, variables, bn_set, x, y, key, *, autoattack_n: int) -> dict:
     """Clean accuracy (all of x), PGD accuracy (first ``pgd_examples``), AutoAttack (first
     ``autoattack_n``, 0 = skipped) through BN set ``bn_set``."""
     logits, correct, pgd_correct = _eval_fns(model, bn_set)
     bs = int(config.eval_batch_size)
-    out = {"bn_set": bn_set, "clean_accuracy": float(np.mean(_batched(lambda a, b: correct(variables, a, b), [x, y], bs)))}
+    out = {"bn_set": bn_set, "clean_accuracy": float(np.mean(batched(lambda a, b: correct(variables, a, b), [x, y], bs)))}
     n = min(int(config.pgd_examples), len(y))
     steps = int(config.eval_steps)
-    ok = _batched(lambda a, b: pgd_correct(variables, a, b, key, float(config.eps), steps=steps),
+    ok = batched(lambda a, b: pgd_correct(variables, a, b, key, float(config.eps), steps=steps),
                   [x[:n], y[:n]], min(bs, n))
     out["pgd"] = {"steps": steps, "eps": float(config.eps), "n": n, "robust_accuracy": float(np.mean(ok))}
     if autoattack_n > 0:

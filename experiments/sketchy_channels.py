@@ -32,7 +32,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import cached_part, claim, finish, study_main, train_model  # noqa: E402
+from common import batched, cached_part, claim, finish, study_main, train_model  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -112,19 +112,6 @@ def _eval_fns(model):
     return _FNS[tag]
 
 
-def _batched(fn, arrays, batch_size: int):
-    """Apply ``fn(*batch)`` over the leading axis in fixed-shape batches (last one padded)."""
-    n = len(arrays[0])
-    out = []
-    for s in range(0, n, batch_size):
-        chunk = [a[s:s + batch_size] for a in arrays]
-        m = len(chunk[0])
-        if m < batch_size:        # fixed shape: pad by repeating the first row, one compilation
-            chunk = [np.concatenate([c, np.repeat(c[:1], batch_size - m, axis=0)]) for c in chunk]
-        out.append(np.asarray(fn(*[jnp.asarray(c) for c in chunk]))[:m])
-    return np.concatenate(out)
-
-
 def _test_data(config, dataset):
     ds = jdata.load(dataset, "test", data_dir=config.data_dir)
     n = config.data[dataset].test_size
@@ -156,7 +143,7 @@ def analyse_model(config, dataset, name, model, variables, images, y, key) -> di
         out[f"hist_{tag}"] = {"edges": edges, "counts": counts}
     predict, pgd_correct = _eval_fns(model)
     bs = int(config.eval_batch_size)
-    acc = {v: float(np.mean(_batched(lambda x: predict(variables, x), [images[v]], bs) == y)) for v in VARIANTS}
+    acc = {v: float(np.mean(batched(lambda x: predict(variables, x), [images[v]], bs) == y)) for v in VARIANTS}
     out["accuracy"] = acc
     out["kept"] = {v: (acc[v] / acc["colour"] if acc["colour"] > 0 else float("nan")) for v in ("grey", "sketch")}
     n_rob = min(int(config.robust_examples), len(y))
@@ -164,7 +151,7 @@ def analyse_model(config, dataset, name, model, variables, images, y, key) -> di
     for i, (norm, eps) in enumerate(sorted(config.data[dataset].eps.items())):
         steps = int(config.eval_steps)
         k = jax.random.fold_in(key, i)
-        ok = _batched(lambda x, t: pgd_correct(variables, x, t, k, float(eps), norm=norm, steps=steps),
+        ok = batched(lambda x, t: pgd_correct(variables, x, t, k, float(eps), norm=norm, steps=steps),
                       [images["colour"][:n_rob], y[:n_rob]], min(bs, n_rob))
         rob[norm] = {"eps": float(eps), "steps": steps, "n": n_rob, "attack": f"PGD-{steps}, step 2.5 eps/steps",
                      "robust_accuracy": float(np.mean(ok))}
