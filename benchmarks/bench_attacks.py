@@ -111,12 +111,12 @@ def torch_apgd(model, x, y, eps, steps=100, rho=0.75):
     x_best, grad_best, loss_best = x_adv.clone(), grad.clone(), loss.clone()
     x_best_adv = x_adv.clone()
     success = logits.argmax(1) != y
-    step = torch.full(view, 2 * eps)
+    step = torch.full(view, 2 * eps, device=x.device)
     x_old = x_adv.clone()
-    loss_prev = torch.zeros(b)
-    n_inc = torch.zeros(b)
+    loss_prev = torch.zeros(b, device=x.device)
+    n_inc = torch.zeros(b, device=x.device)
     loss_best_last = loss_best.clone()
-    reduced_last = torch.ones(b, dtype=torch.bool)
+    reduced_last = torch.ones(b, dtype=torch.bool, device=x.device)
     for i in range(steps):
         with torch.no_grad():
             momentum = x_adv - x_old

@@ -51,6 +51,14 @@ def study_config(study: str, profile: str, data_dir: str | None):
     return config
 
 
+def device_description() -> str:
+    """Where a study ran, for the report: JAX platform, device kind and count, host CPU count."""
+    import jax
+    devices = jax.devices()
+    return (f"{devices[0].platform} {devices[0].device_kind} x{len(devices)}, "
+            f"host with {os.cpu_count()} CPU cores")
+
+
 def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict:
     """Run one study unless ``out/<study>/done.json`` exists; returns its record."""
     workdir = os.path.join(out, study)
@@ -62,7 +70,7 @@ def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict:
     t0 = time.time()
     module = importlib.import_module(study)
     record = module.run(study_config(study, profile, data_dir), workdir)
-    record = dict(record, wall_time_s=time.time() - t0, profile=profile)
+    record = dict(record, wall_time_s=time.time() - t0, profile=profile, device=device_description())
     write_json(done, record)
     print(f"[{study}] done in {record['wall_time_s']:.0f} s", flush=True)
     return record
@@ -88,7 +96,8 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
         if study not in records:
             continue
         rec = records[study]
-        md += [f"## {TITLES[study]}", "", f"Wall time: {rec.get('wall_time_s', float('nan')):.0f} s. "
+        md += [f"## {TITLES[study]}", "", f"Wall time: {rec.get('wall_time_s', float('nan')):.0f} s "
+               f"on {rec.get('device', 'an unrecorded device')}. "
                f"Outputs: `{study}/` (results.json, claims.json). Rerun alone: "
                f"`python experiments/{study}.py --profile {profile}`.", ""]
         md += [f"![{fig}]({study}/{fig})" for fig in rec.get("figures", [])]

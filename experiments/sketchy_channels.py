@@ -39,6 +39,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jadv import data as jdata  # noqa: E402
+from jadv.analysis import layer_metrics  # noqa: E402
 from jadv.analysis import (channel_distance_histogram, channel_distances, grayscale_images,  # noqa: E402
                            near_equal_share, sketch_images)
 from jadv.attacks import pgd  # noqa: E402
@@ -261,6 +262,15 @@ def run(config, workdir: str) -> dict:
 
             per_model[name] = cached_part(workdir, f"{dataset}_{name}", compute)
         names = list(per_model)
+        # Gavrikov & Keuper's per-layer filter metrics of the same models (weights only: cheap, so
+        # computed outside the cached parts; train_model only reloads a finished run)
+        layer_table = {}
+        for name in names:
+            _, variables, _ = train_model(model_config(config, dataset, name),
+                                          os.path.join(workdir, "models", dataset, name))
+            layer_table[name] = [{k: m[k] for k in ("name", "depth", "sparsity", "variance_entropy",
+                                                    "variance_entropy_raw", "orthogonality", "n_filters")
+                                  if k in m} for m in layer_metrics(variables["params"])]
         table = [{"model": n, "objective": per_model[n]["objective"]["name"],
                   "norm": per_model[n]["objective"].get("norm"), "eps": per_model[n]["objective"].get("eps"),
                   "near_equal_raw": per_model[n]["near_equal_raw"]["share"],
@@ -275,7 +285,7 @@ def run(config, workdir: str) -> dict:
             for v in ("kept_grey", "kept_sketch"):
                 corr[f"{share}~{v}"] = _spearman([r[share] for r in table], [r[v] for r in table])
         results[dataset] = {"models": {n: {k: v for k, v in per_model[n].items() if k != "kernel"} for n in names},
-                            "table": table, "spearman": corr}
+                            "table": table, "spearman": corr, "filter_metrics": layer_table}
         title = f"{dataset}: conv1 channel distances"
         figures.append(plot_channel_distances(
             {n: np.asarray(per_model[n]["dist_raw"]) for n in names},
