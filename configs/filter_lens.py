@@ -44,6 +44,8 @@ def get_config(profile: str = "default"):
     c.eval_batch_size = 32 if profile == "smoke" else 256
     c.bins = 70                     # histogram bins of the distribution shift (the paper's 70)
     c.import_workdirs = ()          # "standard:DIR" / "robust:DIR" extra models (CLI --import_workdir)
+    c.pair_workdirs = ()            # ("standard:DIR", "robust:DIR"): load the pair instead of training it
+                                    # (CLI --pair_workdir; e.g. workdirs of experiments/import_model.py)
     c.log_every_steps = 50
     # training devices: 1 at smoke (the tests fake 8 CPU devices; sharding tiny batches over them only
     # adds compile time), all available otherwise

@@ -2,6 +2,8 @@
 
     python experiments/filter_lens.py --profile default --workdir runs/filter_lens \
         [--import_workdir standard:DIR --import_workdir robust:DIR ...]
+    python experiments/filter_lens.py --workdir runs/filter_lens_wrn \
+        --pair_workdir standard:runs/wrn_standard --pair_workdir robust:runs/wrn_robust
 
 A standard and a PGD-AT model of the same architecture are trained with the same seed, data
 order and schedule (default: ResNet-20 on scikit-learn's 8x8 digits; cpu: ResNet-20 on a
@@ -12,7 +14,10 @@ entropy, orthogonality), aggregated per normalised depth (first conv, then decil
 symmetric KL of PCA-coefficient histograms, D.1.4, ``distribution_shift``) is computed per layer
 and per depth group. Imported training workdirs (``--import_workdir KIND:DIR``, KIND standard or
 robust; any jadv training run) are measured too and drawn as extra models in the depth figure;
-the claims use the controlled pair only.
+the claims use the controlled pair only. ``--pair_workdir standard:DIR --pair_workdir robust:DIR``
+takes the pair itself from two workdirs instead of training it (e.g. two public PyTorch models
+converted by ``experiments/import_model.py``, as the paper compares public checkpoints); both must
+have the same architecture.
 
 Claims (analysis-methods D.4, reproduction checks 19-20, direction only): robust models have a
 lower pooled sparse-filter share, and higher variance entropy and orthogonality in the first conv
@@ -140,19 +145,43 @@ def _pooled_sparsity(layers) -> float:
     return sum(m["n_sparse"] for m in layers) / sum(m["n_filters"] for m in layers)
 
 
+def _pair_dirs(config) -> dict:
+    """{kind: workdir} from ``config.pair_workdirs`` ("standard:DIR", "robust:DIR"), or {} to train."""
+    dirs = {}
+    for spec in config.get("pair_workdirs", ()):
+        kind, _, path = spec.partition(":")
+        if kind not in KINDS or not path or kind in dirs:
+            raise ValueError(f"--pair_workdir takes KIND:DIR once per KIND in {KINDS}, got {spec!r}")
+        dirs[kind] = path
+    if dirs and set(dirs) != set(KINDS):
+        raise ValueError(f"--pair_workdir needs both kinds {KINDS}, got {sorted(dirs)}")
+    return dirs
+
+
 def run(config, workdir: str) -> dict:
-    """Train (or reuse) the pair, measure, import extra workdirs, plot, claim."""
+    """Train (or reuse, or load from ``pair_workdirs``) the pair, measure, import extra workdirs, plot, claim."""
     from jadv.train import load_trained
 
     os.makedirs(workdir, exist_ok=True)
     cmd = f"python experiments/filter_lens.py --profile {config.profile}"
+    pair = _pair_dirs(config)
+    tag, model_name = "", None
+    if pair:                # cached measurements of a given pair never mix with those of a trained one
+        tag = "pair_"
+        cmd += "".join(f" --pair_workdir {k}:{pair[k]}" for k in KINDS)
     params, measured, train = {}, {}, {}
     for kind in KINDS:
-        _, variables, res = train_model(model_config(config, kind), os.path.join(workdir, "models", kind))
+        if pair:
+            _, variables, cfg = load_trained(pair[kind])
+            res = {"workdir": os.path.abspath(pair[kind]), "model": cfg.model.name, "dataset": cfg.dataset}
+            model_name = f"{cfg.model.name} {dict(cfg.model.kwargs)}"
+        else:
+            _, variables, res = train_model(model_config(config, kind), os.path.join(workdir, "models", kind))
         params[kind] = variables["params"]
         train[kind] = {k: v for k, v in res.items() if not isinstance(v, dict)}
-        measured[kind] = cached_part(workdir, f"metrics_{kind}", lambda p=params[kind]: measure(p))
-    shift = cached_part(workdir, "shift", lambda: shifts(params["standard"], params["robust"], int(config.bins)))
+        measured[kind] = cached_part(workdir, f"{tag}metrics_{kind}", lambda p=params[kind]: measure(p))
+    shift = cached_part(workdir, f"{tag}shift",
+                        lambda: shifts(params["standard"], params["robust"], int(config.bins)))
 
     imported = []
     for i, spec in enumerate(config.import_workdirs):
@@ -172,8 +201,10 @@ def run(config, workdir: str) -> dict:
     figures = []
     curves = {k: [measured[k]["by_depth"]] + [m["by_depth"] for m in imported if m["kind"] == k] for k in KINDS}
     curves = {k: (v[0] if len(v) == 1 else v) for k, v in curves.items()}
+    title = (f"{model_name}: the two given models" if pair else
+             f"{config.model} on {config.dataset}: standard vs PGD-AT")
     figures.append(plot_depth_metrics(curves, os.path.join(workdir, "depth_metrics.png"), metrics=METRICS,
-                                      title=f"{config.model} on {config.dataset}: standard vs PGD-AT"))
+                                      title=title))
     figures.append(plot_shift(shift["per_group"], os.path.join(workdir, "distribution_shift.png"),
                               title="filter distribution shift, standard vs robust"))
 
@@ -215,11 +246,16 @@ def run(config, workdir: str) -> dict:
 def _import_flags(parser):
     parser.add_argument("--import_workdir", action="append", default=[],
                         help="KIND:DIR, KIND standard or robust: a jadv training workdir to measure as an extra model")
+    parser.add_argument("--pair_workdir", action="append", default=[],
+                        help="KIND:DIR for both kinds: analyse these two workdirs (e.g. imported PyTorch models, "
+                             "experiments/import_model.py) as the pair instead of training one")
 
 
 def _apply_import_flags(args, config):
     if args.import_workdir:
         config.import_workdirs = tuple(args.import_workdir)
+    if args.pair_workdir:
+        config.pair_workdirs = tuple(args.pair_workdir)
 
 
 def main(argv=None):

@@ -3,7 +3,15 @@
 Every model maps images [B, H, W, C] in [0, 1] to logits [B, K] and is called as
 ``model.apply(variables, x, train=False, bn_set="clean")``; with ``train=True`` and batch norm,
 pass ``mutable=["batch_stats"]``.
+
+``from_torch(state_dict, arch)`` converts PyTorch checkpoints of the RobustBench architectures
+(PreActResNet-18, ResNet-18/50, WideResNet-28-10/34-10) into these models; see
+:mod:`jadv.models.from_torch` (the module is reached with ``importlib.import_module``, since the
+function shadows its name on the package).
 """
+from jadv.models.from_torch import ARCHS as TORCH_ARCHS
+from jadv.models.from_torch import ImportedModel, from_torch
+from jadv.models.from_torch import load_state_dict as load_torch_state_dict
 from jadv.models.norm import BN_SETS, NORMS, DualBatchNorm, InputNormalize, Norm
 from jadv.models.registry import available, count_params, get, init_variables
 from jadv.models.resnet import CifarResNet, PreActResNet, ResNet, WideResNet
@@ -14,4 +22,5 @@ __all__ = [
     "available", "count_params", "get", "init_variables",
     "CifarResNet", "PreActResNet", "ResNet", "WideResNet",
     "MLP", "Linear", "SmallCNN",
+    "TORCH_ARCHS", "ImportedModel", "from_torch", "load_torch_state_dict",
 ]

@@ -1,0 +1,441 @@
+"""Import PyTorch checkpoints of the RobustBench architectures into jadv's Flax models.
+
+``from_torch(state_dict, arch)`` maps a PyTorch ``state_dict`` onto the variables of the matching
+jadv Linen model, so public robust checkpoints (RobustBench's model zoo, the ``robustness``
+library's ImageNet ResNet-50s, Wong/Rice PreActResNet-18s, TRADES/MART WideResNets) can be
+attacked and analysed with jadv. The converted model gives the same logits as the PyTorch model
+in eval mode (tested to < 1e-4 max abs difference in float32 for every architecture below).
+
+Architectures (``arch``) and the PyTorch state-dict layouts they accept:
+
+- ``"preact_resnet18"`` / ``"preact_resnet34"``: pre-activation ResNet of Wong et al. 2020 /
+  Rice et al. 2020 / RobustBench: ``conv1``, ``layer{1-4}.{i}.bn1/conv1/bn2/conv2/shortcut.0``,
+  ``bn``, ``linear``. -> :class:`jadv.models.PreActResNet`.
+- ``"resnet18"`` / ``"resnet34"`` / ``"resnet50"`` / ``"resnet101"`` / ``"resnet152"``: ResNet
+  with basic or bottleneck blocks (stride on the 3x3 conv, "v1.5"), in either naming:
+  torchvision (``conv1``, ``bn1``, ``layer{1-4}.{i}.conv1/bn1/.../downsample.0/downsample.1``,
+  ``fc``; the ``robustness`` library's ImageNet models) or the CIFAR code of Kuang Liu used by
+  RobustBench and many papers (``.../shortcut.0/shortcut.1``, ``linear``). The stem is read off
+  ``conv1.weight``: 7x7 -> ImageNet stem (stride 2 + 3x3 max-pool), 3x3 -> CIFAR stem (stride 1,
+  no pool). -> :class:`jadv.models.ResNet`.
+- ``"wrn28_10"`` / ``"wrn34_10"`` / ``"wide_resnet"``: the WideResNet of Zagoruyko & Komodakis as
+  written in TRADES/MART/RobustBench code: ``conv1``, ``block{1-3}.layer.{i}.bn1/conv1/bn2/conv2/
+  convShortcut``, ``bn1``, ``fc``. ``"wide_resnet"`` infers depth and width from the keys
+  (e.g. a tiny WRN-10-1); the named variants check that the checkpoint is that size.
+  -> :class:`jadv.models.WideResNet`.
+
+Keys that are accepted and ignored (listed in :attr:`ImportedModel.ignored_keys`):
+``*.num_batches_tracked`` (BN bookkeeping); ``sub_block1.*`` in WideResNets (the TRADES /
+RobustBench WRN-34-10 code builds a ``sub_block1`` that its ``forward`` never uses, so it is
+dead weight in the checkpoint); ``attacker.*`` (the ``robustness`` library stores a second copy
+of the model inside its attacker). A missing final-layer bias (RobustBench ``bias_last=False``)
+is set to zero. Any other missing or unknown key, or a shape that does not fit, raises a
+``ValueError`` naming the keys.
+
+Prefixes ``module.`` (``DataParallel``) and, once normalisation buffers are taken out, ``model.``
+(wrappers that hold a normaliser and the network) are stripped.
+
+Input normalisation. jadv models take images in [0, 1] and normalise inside. RobustBench-style
+wrappers keep the per-channel mean/std as buffers; pairs named ``mu``/``sigma``,
+``mean``/``std`` or ``new_mean``/``new_std`` (any common prefix, e.g.
+``normalizer.new_mean``) with one value per input channel are recognised and used. Or pass
+``mean=``/``std=``; an explicit value that disagrees with the buffers is a ``ValueError``.
+Without either, the model sees the raw [0, 1] pixels (mean 0, std 1), as most RobustBench CIFAR
+models expect.
+
+Conversions: conv kernels OIHW -> HWIO, linear weights (out, in) -> (in, out), batch norm
+``weight/bias/running_mean/running_var`` -> ``scale/bias/mean/var`` (epsilon 1e-5 and momentum
+0.1 are jadv's defaults, see :mod:`jadv.models.norm`). All arrays become float32 (half-precision
+checkpoints are upcast).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jadv.models.registry import get as _get_model
+from jadv.models.registry import init_variables as _init_variables
+
+PREACT_ARCHS = {"preact_resnet18": 18, "preact_resnet34": 34}
+RESNET_ARCHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
+WRN_ARCHS = {"wrn28_10": (28, 10), "wrn34_10": (34, 10), "wide_resnet": None}
+ARCHS = tuple(PREACT_ARCHS) + tuple(RESNET_ARCHS) + tuple(WRN_ARCHS)
+
+_NORM_PAIRS = (("mu", "sigma"), ("mean", "std"), ("new_mean", "new_std"))
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportedModel:
+    """A converted PyTorch model.
+
+    Attributes:
+      model: the jadv Linen module; ``model.apply(variables, x, train=False)`` maps
+        x float32 [B, H, W, C] in [0, 1] to logits float32 [B, K].
+      variables: ``{"params": ..., "batch_stats": ...}`` (float32 jax arrays).
+      name: the jadv registry name (``jadv.models.get(name, **kwargs)`` rebuilds ``model``).
+      kwargs: the registry keyword arguments (``num_classes``, ``mean``, ``std`` and the
+        architecture's own, e.g. ``depth``, ``width``, ``stem``; not ``dtype``).
+      ignored_keys: state-dict keys that were accepted but not used (see the module docstring).
+      normalization_keys: the state-dict buffers the input mean/std were read from (or empty).
+    """
+
+    model: Any
+    variables: dict
+    name: str
+    kwargs: dict
+    ignored_keys: tuple = ()
+    normalization_keys: tuple = ()
+
+    def logits_fn(self):
+        """Inference-mode ``x [B, H, W, C] -> logits [B, K]`` (running BN statistics)."""
+        model, variables = self.model, self.variables
+        return lambda x: model.apply(variables, x, train=False)
+
+
+# -- array conversion ----------------------------------------------------------------------------
+def _to_numpy(value, key: str) -> np.ndarray:
+    """A torch tensor or array-like -> float32 numpy (torch bfloat16/float16 upcast first)."""
+    if hasattr(value, "detach"):                                  # a torch.Tensor, without importing torch
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        value = value.numpy()
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        raise TypeError(f"state_dict[{key!r}] is not an array (got {type(value).__name__})")
+    return arr.astype(np.float32)
+
+
+def _conv_kernel(w: np.ndarray) -> np.ndarray:
+    """PyTorch conv weight [O, I, kh, kw] -> Flax kernel [kh, kw, I, O]."""
+    return np.transpose(w, (2, 3, 1, 0))
+
+
+def _dense_kernel(w: np.ndarray) -> np.ndarray:
+    """PyTorch linear weight [out, in] -> Flax kernel [in, out]."""
+    return np.transpose(w, (1, 0))
+
+
+_BN_LEAVES = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+# -- state-dict clean-up -------------------------------------------------------------------------
+def load_state_dict(path: str) -> dict:
+    """Read a PyTorch checkpoint file into a ``{key: array}`` state dict.
+
+    ``.safetensors`` files are read with ``safetensors.numpy`` (no torch needed); anything else
+    with ``torch.load(path, map_location="cpu", weights_only=True)`` (never unpickling arbitrary
+    objects). A checkpoint that wraps the weights (``{"state_dict": ...}``, ``{"model": ...}``,
+    ``{"model_state_dict": ...}``, ``{"net": ...}``) is unwrapped by :func:`from_torch`.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint file {path}")
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.numpy import load_file
+        except ImportError as err:
+            raise ImportError("reading .safetensors needs the safetensors package: pip install safetensors") from err
+        return dict(load_file(path))
+    try:
+        import torch
+    except ImportError as err:
+        raise ImportError("reading a PyTorch checkpoint needs torch (CPU build is enough): "
+                          "pip install torch, or convert it to .safetensors") from err
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:                                       # UnpicklingError and friends
+        raise ValueError(f"could not load {path} with torch.load(weights_only=True): {err}") from err
+
+
+def _is_array(v) -> bool:
+    return hasattr(v, "shape") and hasattr(v, "dtype")
+
+
+def _unwrap(state_dict: Mapping) -> dict:
+    """The dict of arrays inside a checkpoint (``{"state_dict": {...}, "epoch": 3}`` -> inner dict)."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    sd = dict(state_dict)
+    for _ in range(3):
+        if sd and all(_is_array(v) for v in sd.values()):
+            return sd
+        inner = [k for k in _CONTAINER_KEYS if isinstance(sd.get(k), Mapping)]
+        if not inner:
+            break
+        sd = dict(sd[inner[0]])
+    bad = sorted(k for k, v in sd.items() if not _is_array(v))
+    if not sd or bad:
+        raise TypeError(f"state_dict must map names to tensors; not tensors: {bad[:10]} "
+                        f"(a checkpoint holding the weights under one of {_CONTAINER_KEYS} is unwrapped)")
+    return sd
+
+
+def _strip_prefix(sd: dict, prefix: str) -> dict:
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _take_normalization(sd: dict, channels: int) -> tuple[dict, tuple | None, tuple | None, list]:
+    """Find and remove mean/std buffers; returns (rest, mean, std, keys used)."""
+    found = []
+    for key in sd:
+        head, _, last = key.rpartition(".")
+        for m_name, s_name in _NORM_PAIRS:
+            partner = f"{head}.{s_name}" if head else s_name
+            if last == m_name and partner in sd:
+                found.append((key, partner))
+    if not found:
+        return sd, None, None, []
+    if len(found) > 1:
+        raise ValueError(f"several input-normalisation buffer pairs in the state_dict: {found}; "
+                         "remove all but one or pass mean=/std= explicitly")
+    mkey, skey = found[0]
+    mean = _to_numpy(sd[mkey], mkey).reshape(-1)
+    std = _to_numpy(sd[skey], skey).reshape(-1)
+    for name, arr in ((mkey, mean), (skey, std)):
+        if arr.size not in (1, channels):
+            raise ValueError(f"normalisation buffer {name!r} has {arr.size} values; expected 1 or "
+                             f"{channels} (one per input channel)")
+    rest = {k: v for k, v in sd.items() if k not in (mkey, skey)}
+    return rest, tuple(float(v) for v in mean), tuple(float(v) for v in std), [mkey, skey]
+
+
+def _check_stats(name: str, given, found, channels: int) -> tuple | None:
+    if given is not None:
+        given = tuple(float(v) for v in np.ravel(np.asarray(given, np.float64)))
+        if len(given) not in (1, channels):
+            raise ValueError(f"{name} has {len(given)} values; expected 1 or {channels} (one per input channel)")
+        if found is not None and not np.allclose(np.broadcast_to(given, (channels,)),
+                                                 np.broadcast_to(found, (channels,)), rtol=1e-5, atol=1e-7):
+            raise ValueError(f"{name}={given} disagrees with the normalisation buffer in the state_dict "
+                             f"({found}); drop the argument or fix the checkpoint")
+        return given
+    return found
+
+
+# -- per-architecture key mapping ----------------------------------------------------------------
+def _layer_index(sd: dict, pattern: str) -> dict[int, set[int]]:
+    """{stage: {block indices}} of keys matching ``pattern`` (groups: stage, block)."""
+    out: dict[int, set[int]] = {}
+    rx = re.compile(pattern)
+    for k in sd:
+        m = rx.match(k)
+        if m:
+            out.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    return out
+
+
+def _require(sd: dict, key: str, arch: str) -> np.ndarray:
+    if key not in sd:
+        raise ValueError(f"missing key {key!r} for arch {arch!r}: this does not look like a {arch} "
+                         f"state_dict (first keys: {sorted(sd)[:8]})")
+    return sd[key]
+
+
+def _plan(sd: dict, arch: str):
+    """(registry name, kwargs, flax-module-path -> torch-prefix function, ignored key predicate)."""
+    if arch in PREACT_ARCHS:
+        conv1 = _require(sd, "conv1.weight", arch)
+        kwargs = {"depth": PREACT_ARCHS[arch], "width": int(conv1.shape[0])}
+
+        def module(path):
+            out = []
+            for p in path:
+                if re.fullmatch(r"layer\d+_\d+", p):
+                    out.append(p.replace("_", "."))
+                elif p == "shortcut":
+                    out.append("shortcut.0")
+                else:
+                    out.append(p)
+            return ".".join(out)
+        return "preact_resnet", kwargs, module, lambda k: False
+
+    if arch in RESNET_ARCHS:
+        conv1 = _require(sd, "conv1.weight", arch)
+        stem = {7: "imagenet", 3: "cifar"}.get(int(conv1.shape[-1]))
+        if stem is None:
+            raise ValueError(f"conv1.weight has a {tuple(conv1.shape[-2:])} kernel; a ResNet stem is 7x7 "
+                             "(ImageNet) or 3x3 (CIFAR)")
+        kwargs = {"depth": RESNET_ARCHS[arch], "width": int(conv1.shape[0]), "stem": stem}
+        torchvision = any(".downsample." in k for k in sd) or "fc.weight" in sd
+        short = "downsample" if torchvision else "shortcut"
+        head = "fc" if torchvision else "linear"
+
+        def module(path):
+            out = []
+            for p in path:
+                if re.fullmatch(r"layer\d+_\d+", p):
+                    out.append(p.replace("_", "."))
+                elif p == "shortcut_conv":
+                    out.append(f"{short}.0")
+                elif p == "shortcut_bn":
+                    out.append(f"{short}.1")
+                elif p == "linear":
+                    out.append(head)
+                else:
+                    out.append(p)
+            return ".".join(out)
+        return "resnet", kwargs, module, lambda k: False
+
+    if arch in WRN_ARCHS:
+        blocks = _layer_index(sd, r"block(\d+)\.layer\.(\d+)\.")
+        if WRN_ARCHS[arch] is None:
+            if sorted(blocks) != [1, 2, 3] or len({len(b) for b in blocks.values()}) != 1:
+                raise ValueError(f"cannot read a WideResNet's depth from the keys: blocks per stage "
+                                 f"{ {s: len(b) for s, b in sorted(blocks.items())} } (expected stages 1-3 "
+                                 "with equal counts, keys block{s}.layer.{i}.*)")
+            n = len(blocks[1])
+            w = _require(sd, "block1.layer.0.conv1.weight", arch)
+            if int(w.shape[0]) % 16:
+                raise ValueError(f"block1.layer.0.conv1 has {w.shape[0]} filters; a WideResNet has 16 * width")
+            depth, width = 6 * n + 4, int(w.shape[0]) // 16
+        else:
+            depth, width = WRN_ARCHS[arch]
+
+        def module(path):
+            out = []
+            for p in path:
+                m = re.fullmatch(r"block(\d+)_(\d+)", p)
+                if m:
+                    out.append(f"block{m.group(1)}.layer.{m.group(2)}")
+                elif p == "shortcut":
+                    out.append("convShortcut")
+                else:
+                    out.append(p)
+            return ".".join(out)
+        return "wide_resnet", {"depth": depth, "width": width}, module, lambda k: k.startswith("sub_block1.")
+
+    raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
+
+
+def _final_layer(sd: dict, arch: str) -> str:
+    for head in ("fc", "linear"):
+        if f"{head}.weight" in sd:
+            return head
+    raise ValueError(f"missing the final layer (fc.weight or linear.weight) for arch {arch!r}; "
+                     f"keys start with: {sorted(sd)[:8]}")
+
+
+# -- the converter ------------------------------------------------------------------------------
+def from_torch(state_dict: Mapping, arch: str, *, mean=None, std=None, num_classes: int | None = None,
+               dtype=jnp.float32) -> ImportedModel:
+    """Convert a PyTorch ``state_dict`` of a RobustBench architecture into a jadv model + variables.
+
+    Args:
+      state_dict: ``{name: tensor}`` as from ``torch.load(path, weights_only=True)``, a
+        ``safetensors`` file (numpy arrays) or :func:`load_state_dict`; a checkpoint dict holding
+        it under ``state_dict``/``model``/``model_state_dict``/``net`` is unwrapped.
+      arch: one of :data:`ARCHS` (see the module docstring for the key layouts).
+      mean, std: per-channel input normalisation of the original model, in [0, 1] pixel units
+        (e.g. CIFAR-10's (0.4914, 0.4822, 0.4465) / (0.2471, 0.2435, 0.2616)). Default: read from
+        normalisation buffers in the state dict if present, else none (mean 0, std 1).
+      num_classes: checked against the final layer (default: read from it).
+      dtype: computation dtype of the jadv model (parameters stay float32).
+
+    Returns:
+      :class:`ImportedModel` with ``model``, ``variables``, ``name``, ``kwargs`` and
+      ``ignored_keys``. ``model.apply(variables, x, train=False)``: x float32 [B, H, W, C] in
+      [0, 1] (NHWC, unnormalised) -> logits float32 [B, K], equal to the PyTorch model's output on
+      ``x.transpose(0, 3, 1, 2)`` in eval mode.
+
+    Raises:
+      ValueError: unknown arch; missing or unknown keys (named); a shape that does not fit;
+        bad or conflicting normalisation. TypeError: not a mapping of tensors.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
+    sd = _strip_prefix(_strip_prefix(_unwrap(state_dict), "module."), "module.")
+    ignored = sorted(k for k in sd if k.startswith("attacker."))
+    sd = {k: v for k, v in sd.items() if not k.startswith("attacker.")}
+
+    stem_key = next((k for k in ("conv1.weight", "model.conv1.weight") if k in sd), None)
+    if stem_key is None:
+        raise ValueError(f"missing key 'conv1.weight' for arch {arch!r}: this does not look like a {arch} "
+                         f"state_dict (first keys: {sorted(sd)[:8]})")
+    channels = int(sd[stem_key].shape[1])
+    sd, found_mean, found_std, norm_keys = _take_normalization(sd, channels)
+    sd = _strip_prefix(sd, "model.")
+    mean = _check_stats("mean", mean, found_mean, channels)
+    std = _check_stats("std", std, found_std, channels)
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std (or neither)")
+    if std is not None and min(std) <= 0:
+        raise ValueError(f"std must be positive, got {std}")
+
+    ignored += sorted(k for k in sd if k.endswith(".num_batches_tracked"))
+    sd = {k: v for k, v in sd.items() if not k.endswith(".num_batches_tracked")}
+    name, arch_kwargs, module_of, dead = _plan(sd, arch)
+    ignored += sorted(k for k in sd if dead(k))
+    sd = {k: v for k, v in sd.items() if not dead(k)}
+
+    head = _final_layer(sd, arch)
+    k_out = int(sd[f"{head}.weight"].shape[0])
+    if num_classes is not None and int(num_classes) != k_out:
+        raise ValueError(f"num_classes={num_classes} but the checkpoint's {head}.weight has {k_out} outputs")
+    kwargs = {**arch_kwargs, "num_classes": k_out}
+    if mean is not None:
+        kwargs.update(mean=mean, std=std)
+    model = _get_model(name, dtype=dtype, **kwargs)
+
+    spatial = 64 if arch_kwargs.get("stem") == "imagenet" else 32
+    shapes = jax.eval_shape(lambda: _init_variables(model, jax.random.key(0), (1, spatial, spatial, channels)))
+    flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+
+    leaves, wanted, shape_errors = [], {}, []
+    allow_missing = {f"{head}.bias"}
+    for path, leaf in flat:
+        names = [p.key for p in path]
+        collection, modules, leaf_name = names[0], [m for m in names[1:-1] if m != "BatchNorm_0"], names[-1]
+        prefix = module_of(modules)
+        if "BatchNorm_0" in names:
+            tkey, convert = f"{prefix}.{_BN_LEAVES[leaf_name]}", None
+        elif leaf_name == "kernel":
+            tkey, convert = f"{prefix}.weight", (_conv_kernel if len(leaf.shape) == 4 else _dense_kernel)
+        else:
+            tkey, convert = f"{prefix}.{leaf_name}", None
+        wanted[tkey] = collection
+        if tkey not in sd:
+            leaves.append(None if tkey not in allow_missing else np.zeros(leaf.shape, np.float32))
+            continue
+        arr = _to_numpy(sd[tkey], tkey)
+        if convert is not None:
+            if arr.ndim != len(leaf.shape):
+                shape_errors.append(f"{tkey}: {arr.shape} (expected a {len(leaf.shape)}-d tensor)")
+                leaves.append(None)
+                continue
+            arr = convert(arr)
+        if arr.shape != tuple(leaf.shape):
+            shape_errors.append(f"{tkey}: {arr.shape} after conversion, jadv expects {tuple(leaf.shape)}")
+        leaves.append(arr)
+
+    missing = sorted(k for k in wanted if k not in sd and k not in allow_missing)
+    unknown = sorted(k for k in sd if k not in wanted)
+    if missing or unknown or shape_errors:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_short(missing)}")
+        if unknown:
+            parts.append(f"unknown keys ({len(unknown)}): {_short(unknown)}")
+        if shape_errors:
+            parts.append(f"shape mismatches ({len(shape_errors)}): {_short(shape_errors)}")
+        raise ValueError(f"state_dict does not fit jadv's {arch} ({name} {arch_kwargs}): " + "; ".join(parts))
+
+    variables = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in leaves])
+    return ImportedModel(model=model, variables={"params": variables["params"],
+                                                 "batch_stats": variables["batch_stats"]},
+                         name=name, kwargs=kwargs, ignored_keys=tuple(ignored),
+                         normalization_keys=tuple(norm_keys))
+
+
+def _short(items: list, n: int = 12) -> str:
+    head = ", ".join(items[:n])
+    return head + (f", ... ({len(items) - n} more)" if len(items) > n else "")
