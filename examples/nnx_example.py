@@ -20,11 +20,12 @@ on tiny settings).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -33,6 +34,8 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import jadv  # noqa: E402
+import example_common  # noqa: E402
+from example_common import cross_entropy  # noqa: E402
 
 
 class SmallCNN(nnx.Module):
@@ -56,17 +59,6 @@ def make_model(*, channels: int = 8, image_size: int = 8, in_channels: int = 1, 
     """A freshly initialised :class:`SmallCNN`."""
     return SmallCNN(in_channels=in_channels, channels=channels, image_size=image_size,
                     num_classes=num_classes, rngs=nnx.Rngs(seed))
-
-
-def load_digits():
-    """(x_train, y_train, x_test, y_test): float32 [N, 8, 8, 1] in [0, 1] and int32 labels."""
-    train, test = jadv.data.load("digits", "train"), jadv.data.load("digits", "test")
-    return (jadv.data.to_float(train.images), train.labels, jadv.data.to_float(test.images), test.labels)
-
-
-def cross_entropy(logits, y):
-    """Mean softmax cross-entropy. logits [B, K], y [B] int."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
 def train(model: SmallCNN, x, y, *, steps: int = 300, batch_size: int = 128, lr: float = 1e-2,
@@ -138,59 +130,25 @@ def make_loss_fn(model, x, y):
 
 
 def curvature(model, x, y, *, key, k: int = 2, iters: int | None = None, trace_samples: int = 50) -> dict:
-    """Top-k Hessian eigenvalues (Lanczos) and the Hutchinson trace of the loss at the NNX params."""
+    """Top-k Hessian eigenvalues (Lanczos) and the Hutchinson trace of the loss at the model's params."""
     loss_fn, params = make_loss_fn(model, x, y)
-    k1, k2 = jax.random.split(key)
-    top = jax.jit(lambda p, kk: jadv.analysis.top_eigenvalues(loss_fn, p, key=kk, k=k, iters=iters))
-    vals, vecs = top(params, k1)
-    trace, stderr = jax.jit(lambda p, kk: jadv.analysis.hessian_trace(loss_fn, p, key=kk, samples=trace_samples))(
-        params, k2)
-    return {"eigenvalues": np.asarray(vals), "eigenvectors": vecs, "trace": float(trace),
-            "trace_stderr": float(stderr), "num_params": jadv.models.count_params(params)}
+    return example_common.curvature(loss_fn, params, key=key, k=k, iters=iters, trace_samples=trace_samples)
 
 
-def run(*, steps: int = 300, eps: float = 0.3, n_test: int = 359, attack_steps: int = 20,
-        curvature_examples: int = 256, lanczos_iters: int | None = None, trace_samples: int = 50,
-        seed: int = 0, verbose: bool = True) -> dict:
-    """The whole example: train on digits, attack (PGD, robust_accuracy), Hessian spectrum.
+def _api():
+    return types.SimpleNamespace(make_model=make_model, train=train, accuracy=accuracy, attack=attack,
+                                 robust_report=robust_report, make_loss_fn=make_loss_fn)
 
-    Returns a dict with ``model``, the test data ``x``/``y``, ``x_adv``, ``clean_accuracy``,
-    ``pgd_accuracy``, ``report`` (of ``robust_accuracy``) and ``curvature``.
-    """
-    key = jax.random.key(seed)
-    xtr, ytr, xte, yte = load_digits()
-    xte, yte = xte[:n_test], yte[:n_test]
-    model = train(make_model(seed=seed), xtr, ytr, steps=steps, seed=seed)
-    clean = accuracy(model, xte, yte)
-    x_adv = attack(model, xte, yte, key=key, eps=eps, steps=attack_steps)
-    adv = accuracy(model, x_adv, yte)
-    report = robust_report(model, xte, yte, key=key, eps=eps, steps=attack_steps)
-    n = curvature_examples
-    curv = curvature(model, xtr[:n], ytr[:n], key=key, iters=lanczos_iters, trace_samples=trace_samples)
-    if verbose:
-        print(f"clean test accuracy {clean:.3f}")
-        print(f"PGD-{attack_steps} Linf {eps:g} accuracy {adv:.3f}")
-        print(f"robust_accuracy: clean {report['clean_accuracy']:.3f}, worst case {report['robust_accuracy']:.3f}, "
-              f"per attack {report['per_attack']}")
-        print(f"{curv['num_params']} params: top Hessian eigenvalues {curv['eigenvalues']}, "
-              f"trace {curv['trace']:.2f} +- {curv['trace_stderr']:.2f}")
-    return {"model": model, "x": xte, "y": yte, "x_adv": x_adv, "clean_accuracy": clean, "pgd_accuracy": adv,
-            "report": report, "curvature": curv}
+
+def run(**kwargs) -> dict:
+    """The whole example (train on digits, attack, Hessian spectrum); see
+    ``example_common.run_example`` for the keyword arguments and the returned dict."""
+    return example_common.run_example(_api(), **kwargs)
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=300, help="training steps")
-    p.add_argument("--eps", type=float, default=0.3, help="Linf radius in [0, 1] pixels")
-    p.add_argument("--attack_steps", type=int, default=20, help="PGD/APGD steps")
-    p.add_argument("--n_test", type=int, default=359, help="test images attacked")
-    p.add_argument("--curvature_examples", type=int, default=256, help="training examples in the Hessian's loss")
-    p.add_argument("--lanczos_iters", type=int, default=None, help="Lanczos steps (default: jadv's, 100)")
-    p.add_argument("--trace_samples", type=int, default=50, help="Hutchinson probes")
-    a = p.parse_args(argv)
-    return run(steps=a.steps, eps=a.eps, n_test=a.n_test, attack_steps=a.attack_steps,
-               curvature_examples=a.curvature_examples, lanczos_iters=a.lanczos_iters,
-               trace_samples=a.trace_samples)
+    """Command line (``--help`` lists the options); returns :func:`run`'s dict."""
+    return example_common.example_main(_api(), argv, description=__doc__)
 
 
 if __name__ == "__main__":
