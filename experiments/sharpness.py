@@ -348,12 +348,12 @@ def network_part(config, workdir, cmd):
     std_row, top_row = rows["standard"], rows[top]
     awp_row, at_row = rows[_model_tag(float(ncfg.awp_eps), "awp")], rows[_model_tag(float(ncfg.awp_eps), "pgd_at")]
     f4 = os.path.join(workdir, "network_landscape_standard_vs_at.png")
-    plot_landscape_1d({f"standard clean": (alphas, std_row["clean_curve"]), f"{top} clean": (alphas, top_row["clean_curve"]),
+    plot_landscape_1d({"standard clean": (alphas, std_row["clean_curve"]), f"{top} clean": (alphas, top_row["clean_curve"]),
                        f"standard robust (eps {std_row['landscape_eps']:g})": (alphas, std_row["robust_curve"]),
                        f"{top} robust": (alphas, top_row["robust_curve"])}, path=f4,
                       title="clean and robust loss, filter-normalised direction")
     f5 = os.path.join(workdir, "network_landscape_awp.png")
-    plot_landscape_1d({f"PGD-AT robust": (alphas, at_row["robust_curve"]), f"AWP robust": (alphas, awp_row["robust_curve"])},
+    plot_landscape_1d({"PGD-AT robust": (alphas, at_row["robust_curve"]), "AWP robust": (alphas, awp_row["robust_curve"])},
                       path=f5, title=f"robust loss rho(w + alpha d), eps {ncfg.awp_eps:g} (re-attacked)")
     figures += [f1, f2, f3, f4, f5]
     smoke_note = " [smoke: a few training steps, not a test of the claim]" if config.profile == "smoke" else ""

@@ -118,7 +118,6 @@ def add_bytes(tf, name, data, **attrs):
 import pytest  # noqa: E402
 
 import jadv.data as D  # noqa: E402
-from jadv.data import cifar as _cifar  # noqa: E402
 from jadv.data import image_folder as _image_folder  # noqa: E402
 from jadv.data import registry as _registry  # noqa: E402
 from jadv.data import tfds_source as _tfds  # noqa: E402

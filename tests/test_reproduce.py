@@ -6,7 +6,6 @@ Two of the five studies keep this test short; every study's smoke run is also te
 """
 import importlib
 import os
-import sys
 
 import pytest
 

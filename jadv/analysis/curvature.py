@@ -17,11 +17,15 @@ passing parameters and data as arguments (never close over them in a top-level j
         loss_fn = lambda p: cross_entropy(model.apply(p, x), y)
         return jadv.analysis.top_eigenvalues(loss_fn, params, key=key, k=1)
 
-Performance note (measured with ``benchmarks/bench_curvature.py``, XLA:CPU in jax 0.10.2): an HVP
-inside a ``lax`` loop body runs several times slower on CPU than the same HVP as a stand-alone
-jitted call (about 3x for an MLP, 15-30x for a small CNN, where the convolutions are the slow
-part), so on CPU a 20-step power iteration costs more than 20 stand-alone HVPs. The loops are kept
-because compile time must not grow with the number of steps; GPU/TPU were not measured.
+Performance note (``benchmarks/bench_curvature.py`` and ``benchmarks/bench_long_loops.py``,
+XLA:CPU in jax 0.10.2): XLA:CPU runs a convolution on its fast path only in the canonical layout,
+and its pass that puts convolutions in that layout visits only the entry computation, so the
+convolutions of a conv-net HVP inside a ``lax`` loop body stayed on a slow path (a 20-step power
+iteration on a small CNN cost 15-30x more than 20 stand-alone HVPs). On CPU the loop bodies of the
+solvers and of :func:`data_hvp` therefore have their convolutions rewritten into the canonical
+layout at trace time (:func:`jadv._cpu_loops.canonical_convs`; the same values;
+``JADV_CANONICAL_CONVS=off`` switches it off). The loops stay ``lax`` loops, so compile time does
+not grow with the number of steps; GPU/TPU programs are left unchanged.
 
 Every solver also accepts a plain matrix-vector function instead of a loss with
 ``operator="matvec"``: ``fn(v) -> A v`` with ``v`` shaped like ``params`` (``params`` then only
@@ -47,6 +51,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jadv._checks import check_choice, check_positive_int
+from jadv._cpu_loops import cpu_canonical
 
 __all__ = [
     "hvp",
@@ -197,7 +202,7 @@ def data_hvp(batch_loss_fn, params, v, batches, *, weights=None):
         return jax.tree.map(jnp.add, acc, hv), None
 
     zero = jax.tree.map(jnp.zeros_like, params)
-    acc, _ = lax.scan(one, zero, (batches, weights))
+    acc, _ = lax.scan(cpu_canonical(one), zero, (batches, weights))
     return jax.tree.map(lambda a: a / total.astype(a.dtype), acc)
 
 
@@ -324,7 +329,7 @@ def _lanczos(matvec, v0, order: int):
         return V, alphas, betas, steps, jnp.logical_or(broken, now_broken), scale
 
     carry = (V, alphas, betas, jnp.int32(0), jnp.asarray(False), jnp.zeros((), dt))
-    V, alphas, betas, steps, _, _ = lax.fori_loop(0, m, body, carry)
+    V, alphas, betas, steps, _, _ = lax.fori_loop(0, m, cpu_canonical(body), carry)
     return alphas, betas[:-1], V[:m], steps
 
 
@@ -417,7 +422,7 @@ def _power(matvec, n, k, iters, tol, key, dt):
             return t + 1, orth(w, Q), lam_new, lam
 
         big = jnp.asarray(jnp.inf, dt)
-        _, v, lam, _ = lax.while_loop(cond, step, (jnp.int32(0), v, big, big))
+        _, v, lam, _ = lax.while_loop(cond, cpu_canonical(step), (jnp.int32(0), v, big, big))
         return Q.at[i].set(v), lams.at[i].set(lam)
 
     Q, lams = lax.fori_loop(0, k, one, (jnp.zeros((k, n), dt), jnp.zeros((k,), dt)))
@@ -515,7 +520,7 @@ def hessian_trace(fn, params, *, key, samples: int = 100, operator: str = "loss"
         z = jax.random.rademacher(kk, (n,), dtype=wdtype)
         return None, jnp.vdot(z, matvec(z))
 
-    _, vals = lax.scan(one, None, keys)
+    _, vals = lax.scan(cpu_canonical(one), None, keys)
     mean = jnp.mean(vals)
     if samples == 1:
         return mean, jnp.asarray(jnp.nan, wdtype)

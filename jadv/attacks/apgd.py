@@ -30,11 +30,22 @@ import numpy as np
 from jax import lax
 
 from jadv._checks import check_choice, check_positive_int
+from jadv._cpu_loops import cpu_canonical
 from jadv.attacks._validate import check_attack_inputs, check_key
 from jadv.attacks.losses import dlr_targeted, get_loss
 from jadv.attacks.projections import _bcast, init_point, project, step_direction
 
-__all__ = ["apgd", "apgd_targeted", "apgd_checkpoints", "apgd_run", "top_targets"]
+__all__ = ["apgd", "apgd_targeted", "apgd_checkpoints", "apgd_run", "top_targets", "LOOP_NOTE"]
+
+LOOP_NOTE = """Loops over conv-net gradients on XLA:CPU (jax 0.10.2). XLA:CPU runs a convolution on its
+fast path only in the canonical layout (NHWC input, HWIO kernel, NHWC output), and its pass that
+rewrites other convolutions into that form visits only the entry computation, so the backward
+convolutions inside a ``while`` body (every ``lax.fori_loop``) stay on a slow path: APGD-100 on a
+small CNN ran 2.2-2.5x slower than the same steps as straight-line code. On CPU the step loop's body
+therefore has its convolutions rewritten into the canonical form at trace time
+(:func:`jadv._cpu_loops.canonical_convs`: transposes around a canonical convolution, the same
+values; ``JADV_CANONICAL_CONVS=off`` switches it off). The loop stays one jit-able ``lax`` loop;
+GPU/TPU programs are left unchanged. Measured in BENCHMARKS.md (benchmarks/bench_long_loops.py)."""
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -128,7 +139,8 @@ def apgd_run(objective, x, key, eps, steps, norm, rho=0.75):
         st["grad"] = jnp.where(red, st["grad_best"], g)
         return st
 
-    st = lax.fori_loop(0, steps, body, state)
+    # cpu_canonical: convolutions of the body in XLA:CPU's fast layout (see LOOP_NOTE); no-op off CPU
+    st = lax.fori_loop(0, steps, cpu_canonical(body), state)
     return {"x_adv": st["x_best_adv"], "success": st["success"], "x_best": st["x_best"],
             "loss_best": st["loss_best"]}
 

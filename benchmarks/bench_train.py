@@ -1,0 +1,430 @@
+"""Seconds per adversarial-training step: jadv's jitted train step vs the same step in plain PyTorch.
+
+    python benchmarks/bench_train.py                                  # small CNN, batch 128, CPU
+    python benchmarks/bench_train.py --arch preact_resnet18 --batch 128 --steps 1 --repeats 3
+    python benchmarks/bench_train.py --dtype bfloat16                 # bf16 compute, f32 parameters
+    python benchmarks/bench_train.py --breakdown                      # per-layer XLA vs PyTorch times
+
+Steps (identical in both frameworks; jadv's is ``jadv.train.make_train_step`` on the objectives
+``pgd_at`` and ``trades`` of ``jadv.train.make_objective``):
+
+* PGD-AT (Madry et al. 2018): PGD-10, Linf, uniform random start, step 2.5 eps/10, attack with
+  batch statistics updated by every attack forward (jadv's ``attack_bn_mode="train"``, PyTorch
+  ``model.train()``), then one SGD step on ``mean CE(f(x_adv), y)``.
+* TRADES (Zhang et al. 2019): clean logits once (no gradient), 10 sign steps on
+  ``KL(p(x) || p(x'))`` from ``x + 0.001 N(0, I)`` with running statistics (``model.eval()``), then
+  one SGD step on ``CE(f(x), y) + 6 KL(p(x) || p(x_adv))`` in train mode, gradients through both
+  logits, and the reference's third clean forward for the BN statistics (models with BN only).
+
+SGD lr 0.01, momentum 0.9, weight decay 5e-4 (coupled, as torch.optim.SGD). Inputs: random uint8
+images of MNIST shape (small_cnn, eps 0.3) or CIFAR shape (preact_resnet18, eps 8/255) and random
+labels (the time of a step does not depend on the values). jadv rows: the attack's step loop as
+``lax.fori_loop`` (the library default), fully unrolled (``objective.attack_unroll=True``, what the
+MNIST ``cpu`` configs use), and -- a preview, ``--variants ...,canonical`` -- the ``lax.fori_loop``
+with its body's convolutions put in XLA:CPU's canonical layout (``jadv._cpu_loops.canonical_convs``,
+which APGD and the curvature solvers apply on CPU; for this row the benchmark patches
+``jax.lax.fori_loop`` while it traces the step, since ``pgd``/``craft`` do not apply it yet).
+Timing: the variants take turns (jadv loop, jadv unrolled, torch, jadv loop, ...), each turn runs
+``--steps`` steps, median of ``--repeats`` turns after one warm-up turn; jadv's compile time (lower
++ compile of the step) is reported separately.
+
+Memory: jadv = XLA's static estimate for the compiled step (``memory_analysis()``: arguments +
+outputs + temporaries); on CPU, for both frameworks, the growth of the resident set during the
+first (warm-up) turn, after compilation (peak RSS, reset through /proc/self/clear_refs, minus the
+RSS before); on GPU ``torch.cuda.max_memory_allocated``. On GPU the script also prints model-FLOPs utilisation:
+XLA's cost analysis of one forward pass F, an attack step counted as 2F (forward + input-gradient
+backward) and a training forward/backward as 3F, against a bf16 (or f32) matmul peak measured here.
+Runs on jax's default backend and on CUDA for PyTorch when available. Not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+THREADS = common.set_threads()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as tnn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import jadv  # noqa: E402
+from jadv.train.step import make_train_step  # noqa: E402
+
+common.set_torch_threads(THREADS)
+TORCH_DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+ON_GPU = jax.default_backend() == "gpu"
+
+ARCHS = {  # name: (image shape, eps, jadv model kwargs)
+    "small_cnn": ((28, 28, 1), 0.3, {}),
+    "preact_resnet18": ((32, 32, 3), 8 / 255, {}),
+}
+
+
+# ----------------------------------------------------------------------------- torch models
+
+class TorchSmallCNN(tnn.Module):
+    """jadv ``small_cnn`` (norm "none"): conv3x3(64)-relu-pool-conv3x3(128)-relu-pool-fc256-fc10."""
+
+    def __init__(self, c=1, hw=28, k=10, widths=(64, 128), hidden=256):
+        super().__init__()
+        chans = (c, *widths)
+        self.convs = tnn.ModuleList([tnn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:])])
+        side = hw // 2 ** len(widths)
+        self.fc = tnn.Linear(side * side * widths[-1], hidden)
+        self.head = tnn.Linear(hidden, k)
+
+    def forward(self, x):  # NCHW
+        for conv in self.convs:
+            x = F.max_pool2d(F.relu(conv(x)), 2)
+        return self.head(F.relu(self.fc(x.flatten(1))))
+
+
+class TorchPreActBlock(tnn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.bn1 = tnn.BatchNorm2d(cin)
+        self.conv1 = tnn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn2 = tnn.BatchNorm2d(planes)
+        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = (tnn.Conv2d(cin, planes, 1, stride, bias=False)
+                         if stride != 1 or cin != planes else None)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        sc = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + sc
+
+
+class TorchPreActResNet18(tnn.Module):
+    """jadv ``preact_resnet18`` (the PreActResNet-18 of Rice et al. 2020)."""
+
+    def __init__(self, k=10, width=64):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(3, width, 3, 1, 1, bias=False)
+        layers, cin = [], width
+        for stage in range(4):
+            for i in range(2):
+                planes = width * 2 ** stage
+                layers.append(TorchPreActBlock(cin, planes, 2 if stage > 0 and i == 0 else 1))
+                cin = planes
+        self.layers = tnn.Sequential(*layers)
+        self.bn = tnn.BatchNorm2d(cin)
+        self.linear = tnn.Linear(cin, k)
+
+    def forward(self, x):
+        out = F.relu(self.bn(self.layers(self.conv1(x))))
+        return self.linear(out.mean(dim=(2, 3)))
+
+
+def torch_model(arch):
+    m = TorchSmallCNN() if arch == "small_cnn" else TorchPreActResNet18()
+    return m.to(TORCH_DEVICE).to(memory_format=torch.channels_last)
+
+
+# ----------------------------------------------------------------------------- torch steps
+
+def _autocast(dtype):
+    return torch.autocast(TORCH_DEVICE.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+
+def _project(x_adv, x, eps):
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+
+
+def torch_pgd_at_step(model, opt, x, y, eps, alpha, steps, dtype):
+    model.train()   # attack with batch statistics, running statistics updated (fast_adversarial)
+    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        with _autocast(dtype):
+            loss = F.cross_entropy(model(x_adv).float(), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x_adv)
+        x_adv = _project(x_adv.detach() + alpha * g.sign(), x, eps)
+    opt.zero_grad(set_to_none=True)
+    with _autocast(dtype):
+        loss = F.cross_entropy(model(x_adv).float(), y)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def torch_trades_step(model, opt, x, y, eps, alpha, steps, dtype, beta=6.0, has_bn=False):
+    model.eval()
+    with torch.no_grad(), _autocast(dtype):
+        p_clean = F.softmax(model(x).float(), dim=1)
+    x_adv = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        with _autocast(dtype):
+            kl = F.kl_div(F.log_softmax(model(x_adv).float(), dim=1), p_clean, reduction="sum")
+        (g,) = torch.autograd.grad(kl, x_adv)
+        x_adv = _project(x_adv.detach() + alpha * g.sign(), x, eps)
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    with _autocast(dtype):
+        clean = model(x).float()
+        adv = model(x_adv).float()
+        if has_bn:
+            with torch.no_grad():
+                model(x)   # the reference's second clean pass: BN statistics only
+    robust = F.kl_div(F.log_softmax(adv, dim=1), F.softmax(clean, dim=1), reduction="batchmean")
+    loss = F.cross_entropy(clean, y) + beta * robust
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def torch_sync():
+    if TORCH_DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------- jadv side
+
+@contextlib.contextmanager
+def canonical_fori_loops():
+    """While tracing: every ``lax.fori_loop`` body gets ``canonical_convs`` (benchmark-only patch)."""
+    from jadv._cpu_loops import canonical_convs
+
+    orig = jax.lax.fori_loop
+
+    def patched(lower, upper, body, init, **kw):
+        return orig(lower, upper, canonical_convs(body), init, **kw)
+
+    jax.lax.fori_loop = patched
+    try:
+        yield
+    finally:
+        jax.lax.fori_loop = orig
+
+
+def jadv_step(arch, objective_name, batch, eps, steps, variant, dtype):
+    shape, _, kwargs = ARCHS[arch]
+    model = jadv.models.get(arch, num_classes=10, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32,
+                            **kwargs)
+    variables = jadv.models.init_variables(model, jax.random.key(0), (1, *shape))
+    tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.01, momentum=0.9))
+    state = jadv.train.TrainState.create(apply_fn=model.apply, variables=variables, tx=tx)
+    objective = jadv.train.make_objective({"name": objective_name, "eps": eps, "steps": steps,
+                                           "attack_unroll": variant == "unroll"})
+    step = jax.jit(make_train_step(objective), donate_argnums=0)
+    rng = np.random.default_rng(0)
+    batch_data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)),
+                  "label": jnp.asarray(rng.integers(0, 10, batch).astype(np.int32))}
+    key = jax.random.key(1)
+    t = time.perf_counter()
+    with canonical_fori_loops() if variant == "canonical" else contextlib.nullcontext():
+        compiled = step.lower(state, batch_data, key).compile()
+    compile_s = time.perf_counter() - t
+    return model, variables, state, compiled, batch_data, key, compile_s
+
+
+def forward_flops(model, variables, batch, shape):
+    f = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    cost = f.lower(variables, jnp.zeros((batch, *shape), jnp.float32)).compile().cost_analysis()
+    if isinstance(cost, list):
+        cost = cost[0]
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def matmul_peak(dtype):
+    """Measured dense matmul throughput (FLOP/s) of the default jax device in ``dtype``."""
+    n = 8192 if ON_GPU else 1024
+    dt = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+    a = jax.random.normal(jax.random.key(0), (n, n), dt)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    ts = []
+    for _ in range(10):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        ts.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(ts)
+
+
+# ----------------------------------------------------------------------------- per-layer breakdown
+
+def breakdown(batch, repeats):
+    """Median ms of each convolution / dense layer of small_cnn, forward, input gradient and weight
+    gradient, XLA vs PyTorch, each as its own jitted program / eager call, interleaved."""
+    rng = np.random.default_rng(0)
+    rows = []
+    layers = [("conv1 1->64 @28x28", (batch, 28, 28, 1), (3, 3, 1, 64)),
+              ("conv2 64->128 @14x14", (batch, 14, 14, 64), (3, 3, 64, 128))]
+    for name, xs, ks in layers:
+        x = jnp.asarray(rng.standard_normal(xs, dtype=np.float32))
+        k = jnp.asarray(rng.standard_normal(ks, dtype=np.float32))
+        conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",  # noqa: E731
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        fwd = jax.jit(conv)
+        out = fwd(x, k)
+        g = jnp.ones_like(out)
+        dx = jax.jit(lambda x, k, g: jax.vjp(lambda x: conv(x, k), x)[1](g)[0])
+        dk = jax.jit(lambda x, k, g: jax.vjp(lambda k: conv(x, k), k)[1](g)[0])
+        tx = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        tk = torch.tensor(np.asarray(k)).permute(3, 2, 0, 1).contiguous()
+        tg = torch.ones(tuple(out.shape[i] for i in (0, 3, 1, 2))).contiguous(memory_format=torch.channels_last)
+        tfwd = lambda: F.conv2d(tx, tk, padding=1)  # noqa: E731
+        tdx = lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg, padding=1)  # noqa: E731
+        tdk = lambda: torch.nn.grad.conv2d_weight(tx, tk.shape, tg, padding=1)  # noqa: E731
+        fns = {"xla fwd": lambda: fwd(x, k).block_until_ready(), "torch fwd": tfwd,
+               "xla dx": lambda: dx(x, k, g).block_until_ready(), "torch dx": tdx,
+               "xla dw": lambda: dk(x, k, g).block_until_ready(), "torch dw": tdk}
+        times = common.interleaved(fns, repeats)
+        for part in ("fwd", "dx", "dw"):
+            a, b = common.med(times[f"xla {part}"]) * 1e3, common.med(times[f"torch {part}"]) * 1e3
+            rows.append(f"| {name} | {part} | {a:.2f} | {b:.2f} | {b / a:.2f}x |")
+    # the dense layer and the pooling of the same net
+    x = jnp.asarray(rng.standard_normal((batch, 6272), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((6272, 256), dtype=np.float32))
+    dense = jax.jit(lambda x, w: x @ w)
+    tx, tw = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(w))
+    pool_in = jnp.asarray(rng.standard_normal((batch, 28, 28, 64), dtype=np.float32))
+    from jadv.models.simple import max_pool_2x2
+    pool_g = jax.jit(lambda z: jax.grad(lambda z: jnp.sum(max_pool_2x2(z) ** 2))(z))
+    tp = torch.tensor(np.asarray(pool_in)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+    def torch_pool_grad():
+        z = tp.clone().requires_grad_(True)
+        (F.max_pool2d(z, 2) ** 2).sum().backward()
+        return z.grad
+
+    fns = {"xla fc": lambda: dense(x, w).block_until_ready(), "torch fc": lambda: tx @ tw,
+           "xla pool": lambda: pool_g(pool_in).block_until_ready(), "torch pool": torch_pool_grad}
+    times = common.interleaved(fns, repeats)
+    for part, label in (("fc", "fc 6272->256"), ("pool", "2x2 max-pool @28x28x64")):
+        a, b = common.med(times[f"xla {part}"]) * 1e3, common.med(times[f"torch {part}"]) * 1e3
+        rows.append(f"| {label} | {'fwd' if part == 'fc' else 'fwd+grad'} | {a:.2f} | {b:.2f} | {b / a:.2f}x |")
+    return ("| layer | pass | XLA ms | torch ms | torch/XLA time (>1: XLA faster) |\n|---|---|---|---|---|\n"
+            + "\n".join(rows))
+
+
+# ----------------------------------------------------------------------------- main
+
+def bench(arch, objective, batch, steps_per_turn, repeats, attack_steps, dtype, variants):
+    shape, eps, _ = ARCHS[arch]
+    alpha = 2.5 * eps / attack_steps
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+    labels = rng.integers(0, 10, batch).astype(np.int64)
+    # torch first: its peak-memory figure is the growth of the process's peak RSS in its first step
+    tmodel = torch_model(arch)
+    opt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    xt = (torch.from_numpy(images).float() / 255.0).permute(0, 3, 1, 2).to(TORCH_DEVICE)
+    xt = xt.contiguous(memory_format=torch.channels_last)
+    yt = torch.from_numpy(labels).to(TORCH_DEVICE)
+    has_bn = arch != "small_cnn"
+
+    def torch_turn():
+        for _ in range(steps_per_turn):
+            if objective == "pgd_at":
+                torch_pgd_at_step(tmodel, opt, xt, yt, eps, alpha, attack_steps, dtype)
+            else:
+                torch_trades_step(tmodel, opt, xt, yt, eps, alpha, attack_steps, dtype, has_bn=has_bn)
+        torch_sync()
+
+    if TORCH_DEVICE.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        torch_turn()
+        torch_mem = torch.cuda.max_memory_allocated() / 2 ** 20
+    else:   # the first turn: its allocations are the step's working set
+        torch_mem = common.peak_rss_during(torch_turn)
+    fns, info = {}, {}
+    for variant in variants:
+        name = {"loop": "jadv fori_loop", "unroll": "jadv unrolled", "canonical": "jadv fori_loop canonical"}[variant]
+        common.log(f"{arch} {objective}: compiling {name} ...")
+        model, variables, state, compiled, batch_data, key, compile_s = jadv_step(
+            arch, objective, batch, eps, attack_steps, variant, dtype)
+        box = {"state": state}
+
+        def turn(box=box, compiled=compiled, batch_data=batch_data, key=key):
+            for _ in range(steps_per_turn):
+                box["state"], metrics = compiled(box["state"], batch_data, key)
+            jax.block_until_ready(box["state"].params)
+
+        rss = None if ON_GPU else common.peak_rss_during(turn)   # first turn = warm-up
+        fns[name] = turn
+        info[name] = {"compile": compile_s, "mem": common.jax_memory_mb(compiled), "rss": rss}
+    fns["torch"] = torch_turn
+    info["torch"] = {"compile": None, "mem": None, "rss": torch_mem}
+    times = common.interleaved(fns, repeats, warmup=False, log=common.log)
+    flops = None
+    if ON_GPU:
+        f = forward_flops(model, variables, batch, shape)
+        per_step = {"pgd_at": 2 * attack_steps + 3, "trades": 1 + 2 * attack_steps + 6 + (1 if has_bn else 0)}
+        flops = f * per_step[objective]
+    return times, info, flops
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="small_cnn", help="comma list of: " + ", ".join(ARCHS))
+    ap.add_argument("--objectives", default="pgd_at,trades")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=1, help="train steps per timed turn")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--attack-steps", type=int, default=10)
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--variants", default="loop,unroll",
+                    help="jadv attack loops to time: loop (lax.fori_loop), unroll (fully unrolled), canonical "
+                         "(fori_loop with the loop-body convolution rewrite; preview)")
+    ap.add_argument("--breakdown", action="store_true", help="also time small_cnn's layers one by one")
+    ap.add_argument("--threads", type=int, default=1, help="CPU compute threads for both frameworks")
+    ap.add_argument("--append", default=None, help="append the report to this markdown file")
+    args = ap.parse_args()
+    load0 = common.load1()
+    variants = args.variants.split(",")
+    for v in variants:
+        if v not in ("loop", "unroll", "canonical"):
+            raise ValueError(f"unknown variant {v!r}; allowed: loop, unroll, canonical")
+    peak = matmul_peak(args.dtype) if ON_GPU else None
+    rows = []
+    for arch in args.arch.split(","):
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
+        for objective in args.objectives.split(","):
+            times, info, flops = bench(arch, objective, args.batch, args.steps, args.repeats,
+                                       args.attack_steps, args.dtype, variants)
+            tt = common.med(times["torch"]) / args.steps
+            for name, ts in times.items():
+                s = common.med(ts) / args.steps
+                comp = "-" if info[name]["compile"] is None else f"{info[name]['compile']:.1f}"
+                mem = "-" if info[name]["mem"] is None else f"{info[name]['mem']:.0f}"
+                rss = "-" if info[name]["rss"] is None else f"{info[name]['rss']:.0f}"
+                mfu = ""
+                if peak:
+                    mfu = f" | {100 * flops / s / peak:.1f}%"
+                ratio = "-" if name == "torch" else f"**{tt / s:.2f}x**"
+                rows.append(f"| {arch} | {objective} PGD-{args.attack_steps} | {args.batch} | {args.dtype} | "
+                            f"{name} | {comp} | {s:.3f} ({common.spread([t / args.steps for t in ts])}) | "
+                            f"{args.batch / s:.1f} | {mem} | {rss} | {ratio}{mfu} |")
+    head = ("| model | step | batch | dtype | variant | compile (s) | s/step, median (min-max) | images/s | "
+            "XLA memory (MiB) | " + ("torch peak GPU memory (MiB)" if ON_GPU else "RSS growth, first step (MiB)")
+            + " | jadv/torch (>1: jadv faster)" + (" | MFU |" if peak else " |"))
+    sep = "|---" * (12 if peak else 11) + "|"
+    extra = ""
+    if peak:
+        extra = f"measured {args.dtype} matmul peak {peak / 1e12:.1f} TFLOP/s"
+    report = common.header(THREADS, load0, extra) + "\n\n" + "\n".join([head, sep, *rows])
+    if args.breakdown:
+        report += "\n\nPer-layer times of small_cnn (batch %d, each op its own program, interleaved):\n\n" % args.batch
+        report += breakdown(args.batch, args.repeats)
+    print(report)
+    if args.append:
+        common.append_report(args.append, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The loop-body convolution rewrite of jadv/_cpu_loops.py changes speed, never results."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import jadv
+from jadv import _cpu_loops
+from jadv.analysis import curvature as cv
+
+
+@pytest.fixture
+def conv_net(key):
+    model = jadv.models.get("small_cnn", num_classes=10, conv1_filters=4, widths=(6,), hidden=8)
+    v = jadv.models.init_variables(model, key, (1, 8, 8, 1))
+    x = jax.random.uniform(jax.random.fold_in(key, 1), (6, 8, 8, 1))
+    y = jnp.arange(6) % 10
+    return model, v, x, y
+
+
+@pytest.fixture
+def rewrite_off():
+    """Switch the library's loop-body rewrite off (the plain XLA loop), restoring it afterwards."""
+    old = _cpu_loops.CANONICAL_CONVS
+
+    def set_mode(mode):
+        _cpu_loops.CANONICAL_CONVS = mode
+
+    yield set_mode
+    _cpu_loops.CANONICAL_CONVS = old
+
+
+@pytest.mark.parametrize("dn,strides,lhs_dil,rhs_dil,groups", [
+    (("NHWC", "HWIO", "NHWC"), (1, 1), (1, 1), (1, 1), 1),       # already canonical
+    (("NCHW", "OIHW", "NCHW"), (2, 1), (1, 1), (1, 2), 1),
+    (("NHWC", "HWOI", "NHWC"), (1, 1), (2, 2), (1, 1), 1),       # input-gradient form
+    (("CHWN", "IHWO", "NHWC"), (1, 2), (1, 1), (1, 1), 2),       # grouped, batch-last
+])
+def test_canonical_convs_equal_values_and_gradients(key, dn, strides, lhs_dil, rhs_dil, groups):
+    lhs_shape = {"NHWC": (2, 7, 9, 4), "NCHW": (2, 4, 7, 9), "CHWN": (4, 7, 9, 2)}[dn[0]]
+    rhs_sizes = {"H": 3, "W": 2, "I": 4 // groups, "O": 6}
+    rhs_shape = tuple(rhs_sizes[c] for c in dn[1])
+    lhs = jax.random.normal(key, lhs_shape)
+    rhs = jax.random.normal(jax.random.fold_in(key, 1), rhs_shape)
+
+    def f(lhs, rhs):
+        return lax.conv_general_dilated(lhs, rhs, strides, [(1, 1), (0, 1)], lhs_dilation=lhs_dil, rhs_dilation=rhs_dil,
+                                        dimension_numbers=dn, feature_group_count=groups)
+
+    g = _cpu_loops.canonical_convs(f)
+    np.testing.assert_allclose(jax.jit(g)(lhs, rhs), jax.jit(f)(lhs, rhs), rtol=1e-5, atol=1e-5)
+    loss = lambda fn: lambda a, b: jnp.sum(jnp.sin(fn(a, b)))  # noqa: E731
+    for ga, gb in zip(jax.grad(loss(g), (0, 1))(lhs, rhs), jax.grad(loss(f), (0, 1))(lhs, rhs)):
+        np.testing.assert_allclose(ga, gb, rtol=1e-4, atol=1e-4)
+
+
+def test_loop_body_convolutions_become_canonical(conv_net):
+    model, v, x, y = conv_net
+
+    def step(_, xa):
+        g = jax.grad(lambda z: jnp.sum(model.apply(v, z)[:, 0]))(xa)
+        return jnp.clip(xa + 0.01 * jnp.sign(g), 0, 1)
+
+    def labels(body):
+        hlo = jax.jit(lambda x: lax.fori_loop(0, 3, body, x)).lower(x).compile().as_text()
+        return {l.split("dim_labels=")[1].split(",")[0] for l in hlo.splitlines() if "convolution(" in l}
+
+    assert labels(step) != {"b01f_01io->b01f"}       # XLA:CPU leaves the input gradient transposed
+    assert labels(_cpu_loops.canonical_convs(step)) == {"b01f_01io->b01f"}
+    a = jax.jit(lambda x: lax.fori_loop(0, 3, step, x))(x)
+    b = jax.jit(lambda x: lax.fori_loop(0, 3, _cpu_loops.canonical_convs(step), x))(x)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(restarts=1), dict(restarts=2, loss="dlr", norm="l2", eps=0.5)])
+def test_apgd_plain_and_canonical_loops_agree(conv_net, key, rewrite_off, kw):
+    model, v, x, y = conv_net
+    f = lambda z: model.apply(v, z)  # noqa: E731
+    kw = {"eps": 0.1, **kw}
+    run = lambda: jax.jit(lambda x, y: jadv.attacks.apgd(f, x, y, key=key, steps=12, **kw))(x, y)  # noqa: E731
+    rewrite_off("off")
+    plain = run()
+    rewrite_off("on")
+    canonical = run()
+    np.testing.assert_allclose(canonical, plain, atol=1e-6)
+
+
+def test_apgd_targeted_plain_and_canonical_agree(conv_net, key, rewrite_off):
+    model, v, x, y = conv_net
+    f = lambda z: model.apply(v, z)  # noqa: E731
+    run = lambda: jax.jit(lambda x, y: jadv.attacks.apgd_targeted(  # noqa: E731
+        f, x, y, key=key, eps=0.1, steps=6, n_targets=3))(x, y)
+    rewrite_off("off")
+    plain = run()
+    rewrite_off("on")
+    np.testing.assert_allclose(run(), plain, atol=1e-6)
+
+
+def _cnn_loss(model, v, x, y):
+    def loss(p):
+        logp = jax.nn.log_softmax(model.apply({**v, "params": p}, x))
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], 1))
+    return loss
+
+
+@pytest.mark.parametrize("kw", [dict(k=2, method="lanczos", iters=20), dict(k=2, method="power", iters=40, tol=1e-4),
+                                dict(k=1, method="power", iters=15, tol=0.0)])
+def test_top_eigenvalues_plain_and_canonical_agree(conv_net, key, rewrite_off, kw):
+    model, v, x, y = conv_net
+    loss = _cnn_loss(model, v, x, y)
+    p = v["params"]
+    run = lambda: jax.jit(lambda p: cv.top_eigenvalues(loss, p, key=key, **kw))(p)  # noqa: E731
+    rewrite_off("off")
+    plain, _ = run()
+    rewrite_off("on")
+    canonical, vecs = run()
+    np.testing.assert_allclose(canonical, plain, rtol=1e-4)
+    assert jax.tree.structure(vecs) == jax.tree.structure(jax.tree.map(lambda a: a[None], p))
+
+
+def test_trace_density_and_data_hvp_agree(conv_net, key, rewrite_off):
+    model, v, x, y = conv_net
+    loss = _cnn_loss(model, v, x, y)
+    p = v["params"]
+
+    def per_example(params, batch):
+        xb, yb = batch
+        logp = jax.nn.log_softmax(model.apply({**v, "params": params}, xb))
+        return -jnp.take_along_axis(logp, yb[:, None], 1)[:, 0]
+
+    batches, w = cv.stack_batches((x, y), 4)
+
+    def run():
+        return jax.jit(lambda p: (
+            cv.hessian_trace(loss, p, key=key, samples=4),
+            cv.spectral_density(loss, p, key=key, order=8, runs=2, grid_size=50, return_nodes=True)[2:],
+            cv.lanczos_tridiag(loss, p, key=key, order=6)["nodes"],
+            cv.data_hvp(per_example, p, p, batches, weights=w)))(p)
+
+    rewrite_off("off")
+    plain = run()
+    rewrite_off("on")
+    for a, b in zip(jax.tree.leaves(run()), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_rewrite_mode_is_checked(conv_net, rewrite_off):
+    model, v, x, y = conv_net
+    rewrite_off("sometimes")
+    with pytest.raises(ValueError, match="JADV_CANONICAL_CONVS"):
+        _cpu_loops.cpu_canonical(lambda z: z)
+    rewrite_off("off")
+    f = lambda z: z  # noqa: E731
+    assert _cpu_loops.cpu_canonical(f) is f
