@@ -167,6 +167,21 @@ def bench_jax(model, params, x, y, iters, repeats, eig_repeats, key):
     return out
 
 
+def torch_power_iteration(grads, params, v0, iters):
+    """PyHessian-style power iteration: ``grads`` = first-order gradients built with
+    ``create_graph=True``; double backward per step. Returns the last Rayleigh quotient."""
+    vv = [a.clone() for a in v0]
+    nrm = torch.sqrt(sum((a * a).sum() for a in vv))
+    vv = [a / nrm for a in vv]
+    lam = None
+    for _ in range(iters):
+        hv = torch.autograd.grad(grads, params, grad_outputs=vv, retain_graph=True)
+        lam = sum((a * b).sum() for a, b in zip(hv, vv)).item()
+        nrm = torch.sqrt(sum((a * a).sum() for a in hv))
+        vv = [a / (nrm + 1e-6) for a in hv]
+    return lam
+
+
 def bench_torch(model, x, y, iters, repeats, eig_repeats, v0):
     params = [p for p in model.parameters() if p.requires_grad]
     crit = torch.nn.CrossEntropyLoss()
@@ -182,17 +197,8 @@ def bench_torch(model, x, y, iters, repeats, eig_repeats, v0):
         return torch.autograd.grad(gs, params, grad_outputs=v, retain_graph=True)
 
     def power():
-        g = graph()  # PyHessian builds the graph once per analysis
-        vv = [a.clone() for a in v0]  # the same start vector as jadv's
-        nrm = torch.sqrt(sum((a * a).sum() for a in vv))
-        vv = [a / nrm for a in vv]
-        lam = None
-        for _ in range(iters):
-            hv = torch.autograd.grad(g, params, grad_outputs=vv, retain_graph=True)
-            lam = sum((a * b).sum() for a, b in zip(hv, vv)).item()
-            nrm = torch.sqrt(sum((a * a).sum() for a in hv))
-            vv = [a / (nrm + 1e-6) for a in hv]
-        return lam
+        # PyHessian builds the graph once per analysis; the same start vector as jadv's
+        return torch_power_iteration(graph(), params, v0, iters)
 
     one_hvp()
     out = {"hvp": median_time(one_hvp, repeats)}

@@ -169,16 +169,7 @@ def torch_power(model, x, y, v0, iters):
     params = [p for p in model.parameters() if p.requires_grad]
     loss = torch.nn.functional.cross_entropy(model(x), y)
     g = torch.autograd.grad(loss, params, create_graph=True)
-    vv = [a.clone() for a in v0]
-    nrm = torch.sqrt(sum((a * a).sum() for a in vv))
-    vv = [a / nrm for a in vv]
-    lam = None
-    for _ in range(iters):
-        hv = torch.autograd.grad(g, params, grad_outputs=vv, retain_graph=True)
-        lam = sum((a * b).sum() for a, b in zip(hv, vv)).item()
-        nrm = torch.sqrt(sum((a * a).sum() for a in hv))
-        vv = [a / (nrm + 1e-6) for a in hv]
-    return lam
+    return bench_curvature.torch_power_iteration(g, params, v0, iters)
 
 
 def part_eig(batch, iters, repeats):
