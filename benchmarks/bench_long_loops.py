@@ -11,9 +11,8 @@ jadv variants of every loop (see jadv/_cpu_loops.py):
   canonical form at trace time (the library default on CPU since this change).
 
 PGD-10 (Linf eps 0.3, step 0.01) on the same small CNN is written out here with its own step
-function (jadv's ``pgd`` does not apply the rewrite): the plain ``lax.fori_loop``, the canonical
-loop, the fully unrolled loop (``unroll=True``, what jadv's training attacks use on CPU), and
-PyTorch.
+function (written before jadv's ``pgd`` applied the rewrite too): the plain ``lax.fori_loop``, the
+canonical loop, the fully unrolled loop (``unroll=True``, the earlier remedy), and PyTorch.
 
 APGD-100 (Linf eps 0.3, APGD-CE, 1 restart) on jadv's ``small_cnn`` (conv3x3(64)-pool-conv3x3(128)-
 pool-fc256-fc10, MNIST shape) against bench_attacks.py's plain PyTorch APGD on the same architecture.
@@ -48,24 +47,9 @@ from jadv.analysis import top_eigenvalues  # noqa: E402
 common.set_torch_threads(THREADS)
 
 
-def canonical_mode(mode):
-    """Context: the library's loop-body convolution rewrite "on"/"off" while tracing."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def ctx():
-        old = jadv._cpu_loops.CANONICAL_CONVS
-        jadv._cpu_loops.CANONICAL_CONVS = mode
-        try:
-            yield
-        finally:
-            jadv._cpu_loops.CANONICAL_CONVS = old
-    return ctx()
-
-
 def traced_under(mode, jitted, *args):
     """Compile ``jitted`` for ``args`` with the rewrite ``mode``; returns (executable, compile s)."""
-    with canonical_mode(mode):
+    with common.canonical_mode(mode):
         t = common.time.perf_counter()
         compiled = jitted.lower(*args).compile()
         return compiled, common.time.perf_counter() - t

@@ -18,12 +18,11 @@ Steps (identical in both frameworks; jadv's is ``jadv.train.make_train_step`` on
 
 SGD lr 0.01, momentum 0.9, weight decay 5e-4 (coupled, as torch.optim.SGD). Inputs: random uint8
 images of MNIST shape (small_cnn, eps 0.3) or CIFAR shape (preact_resnet18, eps 8/255) and random
-labels (the time of a step does not depend on the values). jadv rows: the attack's step loop as
-``lax.fori_loop`` (the library default), fully unrolled (``objective.attack_unroll=True``, what the
-MNIST ``cpu`` configs use), and -- a preview, ``--variants ...,canonical`` -- the ``lax.fori_loop``
-with its body's convolutions put in XLA:CPU's canonical layout (``jadv._cpu_loops.canonical_convs``,
-which APGD and the curvature solvers apply on CPU; for this row the benchmark patches
-``jax.lax.fori_loop`` while it traces the step, since ``pgd``/``craft`` do not apply it yet).
+labels (the time of a step does not depend on the values). jadv rows: the attack's step loop as a
+plain ``lax.fori_loop`` (``loop``: ``JADV_CANONICAL_CONVS=off``, the library before its loop-body
+rewrite), fully unrolled (``unroll``: ``objective.attack_unroll=True``, what the MNIST ``cpu``
+configs use), and the ``lax.fori_loop`` with its body's convolutions put in XLA:CPU's canonical
+layout (``canonical``: ``jadv._cpu_loops``, the library default on CPU).
 Timing: the variants take turns (jadv loop, jadv unrolled, torch, jadv loop, ...), each turn runs
 ``--steps`` steps, median of ``--repeats`` turns after one warm-up turn; jadv's compile time (lower
 + compile of the step) is reported separately.
@@ -39,7 +38,6 @@ Runs on jax's default backend and on CUDA for PyTorch when available. Not a test
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -193,23 +191,6 @@ def torch_sync():
 
 # ----------------------------------------------------------------------------- jadv side
 
-@contextlib.contextmanager
-def canonical_fori_loops():
-    """While tracing: every ``lax.fori_loop`` body gets ``canonical_convs`` (benchmark-only patch)."""
-    from jadv._cpu_loops import canonical_convs
-
-    orig = jax.lax.fori_loop
-
-    def patched(lower, upper, body, init, **kw):
-        return orig(lower, upper, canonical_convs(body), init, **kw)
-
-    jax.lax.fori_loop = patched
-    try:
-        yield
-    finally:
-        jax.lax.fori_loop = orig
-
-
 def jadv_step(arch, objective_name, batch, eps, steps, variant, dtype):
     shape, _, kwargs = ARCHS[arch]
     model = jadv.models.get(arch, num_classes=10, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32,
@@ -225,7 +206,8 @@ def jadv_step(arch, objective_name, batch, eps, steps, variant, dtype):
                   "label": jnp.asarray(rng.integers(0, 10, batch).astype(np.int32))}
     key = jax.random.key(1)
     t = time.perf_counter()
-    with canonical_fori_loops() if variant == "canonical" else contextlib.nullcontext():
+    # "loop" is the plain XLA loop; "canonical" the library's CPU default (a no-op off CPU)
+    with common.canonical_mode({"loop": "off", "unroll": "off", "canonical": "on"}[variant]):
         compiled = step.lower(state, batch_data, key).compile()
     compile_s = time.perf_counter() - t
     return model, variables, state, compiled, batch_data, key, compile_s
@@ -377,9 +359,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--attack-steps", type=int, default=10)
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    ap.add_argument("--variants", default="loop,unroll",
-                    help="jadv attack loops to time: loop (lax.fori_loop), unroll (fully unrolled), canonical "
-                         "(fori_loop with the loop-body convolution rewrite; preview)")
+    ap.add_argument("--variants", default="loop,unroll,canonical",
+                    help="jadv attack loops to time: loop (plain lax.fori_loop, rewrite off), unroll (fully "
+                         "unrolled), canonical (fori_loop with the loop-body convolution rewrite: the CPU default)")
     ap.add_argument("--breakdown", action="store_true", help="also time small_cnn's layers one by one")
     ap.add_argument("--threads", type=int, default=1, help="CPU compute threads for both frameworks")
     ap.add_argument("--append", default=None, help="append the report to this markdown file")

@@ -206,3 +206,21 @@ def append_report(path: str, text: str) -> None:
     with open(path, "a") as f:
         f.write("\n" + text.rstrip() + "\n")
     log(f"appended to {path}")
+
+
+def canonical_mode(mode: str):
+    """Context: jadv's loop-body convolution rewrite (``jadv._cpu_loops``) forced "on" or "off"
+    while tracing; restored afterwards. Trace a new function object inside it (jit caches traces)."""
+    import contextlib
+
+    import jadv._cpu_loops as cpu_loops
+
+    @contextlib.contextmanager
+    def ctx():
+        old = cpu_loops.CANONICAL_CONVS
+        cpu_loops.CANONICAL_CONVS = mode
+        try:
+            yield
+        finally:
+            cpu_loops.CANONICAL_CONVS = old
+    return ctx()

@@ -153,3 +153,53 @@ def test_rewrite_mode_is_checked(conv_net, rewrite_off):
     rewrite_off("off")
     f = lambda z: z  # noqa: E731
     assert _cpu_loops.cpu_canonical(f) is f
+
+
+def _loop_conv_labels(fn, *args):
+    hlo = jax.jit(fn).lower(*args).compile().as_text()
+    return {l.split("dim_labels=")[1].split(",")[0] for l in hlo.splitlines() if "convolution(" in l}
+
+
+@pytest.mark.parametrize("kw", [dict(restarts=1), dict(restarts=2, norm="l2", eps=0.5, init="sphere", loss="margin")])
+def test_pgd_plain_and_canonical_loops_agree(conv_net, key, rewrite_off, kw):
+    model, v, x, y = conv_net
+    f = lambda z: model.apply(v, z)  # noqa: E731
+    kw = {"eps": 0.1, "step_size": 0.03, "steps": 5, **kw}
+    # a new function object per trace: jit caches traces by function, and the mode is a global
+    attack = lambda: lambda x, y: jadv.attacks.pgd(f, x, y, key=key, **kw)  # noqa: E731
+    rewrite_off("off")
+    plain = jax.jit(attack())(x, y)
+    assert _loop_conv_labels(attack(), x, y) != {"b01f_01io->b01f"}
+    rewrite_off("on")
+    assert _loop_conv_labels(attack(), x, y) == {"b01f_01io->b01f"}
+    np.testing.assert_allclose(jax.jit(attack())(x, y), plain, atol=1e-6)
+
+
+def test_pgd_vmapped_over_eps_plain_and_canonical_agree(conv_net, key, rewrite_off):
+    model, v, x, y = conv_net
+    f = lambda z: model.apply(v, z)  # noqa: E731
+    run = lambda: jax.jit(jax.vmap(lambda e: jadv.attacks.pgd(  # noqa: E731
+        f, x, y, key=key, eps=e, step_size=e / 4, steps=4)))(jnp.array([0.05, 0.2]))
+    rewrite_off("off")
+    plain = run()
+    rewrite_off("on")
+    np.testing.assert_allclose(run(), plain, atol=1e-6)
+
+
+def test_craft_train_bn_plain_and_canonical_agree(key, rewrite_off):
+    """The training attack that threads batch-norm statistics through its loop (bn_mode="train")."""
+    from jadv import train
+    from jadv.train.model_fns import ModelFns
+    model = jadv.models.get("small_cnn", num_classes=10, conv1_filters=4, widths=(6,), hidden=8, norm="batch")
+    v = jadv.models.init_variables(model, key, (1, 8, 8, 1))
+    x = jax.random.uniform(jax.random.fold_in(key, 1), (6, 8, 8, 1))
+    y = jnp.arange(6) % 10
+    m = ModelFns(model.apply)
+    run = lambda: jax.jit(lambda x: train.craft(  # noqa: E731
+        m, v["params"], v["batch_stats"], x, lambda lg: train.cross_entropy(lg, y), key=key, eps=0.1,
+        step_size=0.03, steps=4, bn_mode="train"))(x)
+    rewrite_off("off")
+    plain = run()
+    rewrite_off("on")
+    for a, b in zip(jax.tree.leaves(run()), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -36,19 +36,21 @@ import jax.numpy as jnp
 from jax import lax
 
 from jadv._checks import check_choice, check_nonnegative, check_norm, check_positive_int
+from jadv._cpu_loops import cpu_canonical
 from jadv.attacks._validate import check_attack_inputs, check_images_np, check_labels_np, check_eps, check_key
 from jadv.attacks.losses import get_loss
 from jadv.attacks.projections import _bcast, check_init, init_point, project, step_direction
 
 __all__ = ["pgd", "pgd_generic", "attack_objective", "select_better", "UNROLL_NOTE"]
 
-UNROLL_NOTE = """On XLA:CPU (jax 0.10.2) a convnet's input gradient runs about 2-2.5x slower inside a
-``while`` loop body than outside one: the backward convolution inside the loop gets a
-transposed kernel layout (``01oi``) and misses the fast convolution path, and partial unrolling
-does not help (benchmarks/bench_loop_unroll.py). ``unroll=True`` unrolls the step loop
-completely: run time as fast as straight-line code, compile time growing with ``steps``. Worth
-it for short training attacks (PGD-7/10) on CPU; leave the default ``1`` for long evaluation
-attacks and on GPU/TPU."""
+UNROLL_NOTE = """On XLA:CPU (jax 0.10.2) a convnet's input gradient ran about 2-2.5x slower inside a
+``while`` loop body than outside one: the backward convolution inside the loop keeps a
+transposed kernel layout (``01oi``) and misses the fast convolution path, because XLA:CPU's
+layout pass visits the entry computation only (benchmarks/bench_loop_unroll.py, BENCHMARKS.md).
+The step loop's body is therefore rewritten at trace time into the canonical layout on the CPU
+backend (:func:`jadv._cpu_loops.cpu_canonical`; the same values, ``JADV_CANONICAL_CONVS=off``
+to disable): the loop runs as fast as unrolled code. ``unroll=True`` still unrolls the loop
+completely (the earlier remedy; compile time grows with ``steps``); it is no longer needed on CPU."""
 
 
 def select_better(new, old):
@@ -98,7 +100,8 @@ def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select, un
         xa = project(xa + step_size * step_direction(g, norm), x, eps, norm)
         return xa, best
 
-    xa, best = lax.fori_loop(0, steps, body, (x_start, best0), unroll=unroll)
+    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (see UNROLL_NOTE); no-op off CPU
+    xa, best = lax.fori_loop(0, steps, cpu_canonical(body), (x_start, best0), unroll=unroll)
     l, s = objective(xa)
     if select == "best":
         return select_better((xa, l, s), best)

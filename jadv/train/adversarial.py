@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jadv._checks import check_choice, check_nonnegative, check_norm, check_positive_int
+from jadv._cpu_loops import cpu_canonical
 from jadv.attacks.pgd import pgd_generic
 from jadv.attacks.projections import check_init, init_point, project, step_direction
 from jadv.train.model_fns import ATTACK_BN_MODES
@@ -91,5 +92,6 @@ def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size,
         return project(xa + step_size * step_direction(g, norm), x, eps, norm), stats
 
     x0 = init_point(key, x, eps, norm, init)
-    xa, stats = lax.fori_loop(0, steps, body, (x0, batch_stats), unroll=unroll)
+    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (jadv.attacks.pgd.UNROLL_NOTE)
+    xa, stats = lax.fori_loop(0, steps, cpu_canonical(body), (x0, batch_stats), unroll=unroll)
     return lax.stop_gradient(xa), jax.tree_util.tree_map(lax.stop_gradient, stats)
