@@ -9,7 +9,9 @@ generated data; under 30 minutes on a 2-core CPU), ``cpu`` (MNIST and CIFAR-10 f
 
 Every study writes into ``OUT/<study>/`` and is marked finished by ``OUT/<study>/done.json``. A
 rerun skips finished studies and resumes an unfinished one from its cached parts and training
-checkpoints, so killing this script loses at most the part that was running. The report is
+checkpoints, so killing this script loses at most the part that was running. A study being run
+is marked by ``OUT/<study>/running.json``: a second process on the same ``OUT`` skips it (so two
+processes can split the studies of one report) unless the holder's process is gone. The report is
 ``OUT/report.md`` and ``OUT/report.html``: one row per claim of the five studies with the
 measured value, the verdict (reproduced / not reproduced / not run at this profile) and the
 command, then each study's figures.
@@ -19,7 +21,9 @@ from __future__ import annotations
 import argparse
 import html
 import importlib
+import json
 import os
+import socket
 import sys
 import time
 
@@ -59,21 +63,86 @@ def device_description() -> str:
             f"host with {os.cpu_count()} CPU cores")
 
 
-def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict:
-    """Run one study unless ``out/<study>/done.json`` exists; returns its record."""
+LOCK = "running.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_study(workdir: str) -> dict | None:
+    """Mark ``workdir`` as being run by this process (``workdir/running.json``: pid, host, start).
+
+    Returns None when the claim succeeded, else the holder's record: a live process on this host
+    that runs the same study into the same folder (two processes sharing an output folder split
+    the studies instead of corrupting one). A claim left by a killed process, or one that cannot
+    be read, is stale and taken over; a claim from another host is respected.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = read_json(path)
+                pid, host = int(holder["pid"]), str(holder["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                holder = None
+            if holder is not None and (host != me["host"] or (pid != me["pid"] and _alive(pid))):
+                return holder
+            os.remove(path)                       # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return None
+    raise RuntimeError(f"could not claim {workdir}: {path} keeps reappearing")
+
+
+def release_study(workdir: str) -> None:
+    """Remove this process's claim on ``workdir`` (never another process's)."""
+    path = os.path.join(workdir, LOCK)
+    try:
+        holder = read_json(path)
+        if int(holder["pid"]) == os.getpid() and holder["host"] == socket.gethostname():
+            os.remove(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+
+def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict | None:
+    """Run one study unless ``out/<study>/done.json`` exists; returns its record, or None when
+    another live process is running it into the same folder (see :func:`claim_study`)."""
     workdir = os.path.join(out, study)
     done = os.path.join(workdir, "done.json")
     if os.path.exists(done):
         print(f"[{study}] finished earlier, reusing {done}", flush=True)
         return read_json(done)
-    print(f"[{study}] running profile {profile} in {workdir}", flush=True)
-    t0 = time.time()
-    module = importlib.import_module(study)
-    record = module.run(study_config(study, profile, data_dir), workdir)
-    record = dict(record, wall_time_s=time.time() - t0, profile=profile, device=device_description())
-    write_json(done, record)
-    print(f"[{study}] done in {record['wall_time_s']:.0f} s", flush=True)
-    return record
+    holder = claim_study(workdir)
+    if holder is not None:
+        print(f"[{study}] skipped: process {holder['pid']} on {holder['host']} is running it in {workdir}; "
+              "rerun this command when it has finished to include it in the report", flush=True)
+        return None
+    try:
+        if os.path.exists(done):                  # finished by another process meanwhile
+            return read_json(done)
+        print(f"[{study}] running profile {profile} in {workdir}", flush=True)
+        t0 = time.time()
+        module = importlib.import_module(study)
+        record = module.run(study_config(study, profile, data_dir), workdir)
+        record = dict(record, wall_time_s=time.time() - t0, profile=profile, device=device_description())
+        write_json(done, record)
+        print(f"[{study}] done in {record['wall_time_s']:.0f} s", flush=True)
+        return record
+    finally:
+        release_study(workdir)
 
 
 def _cell(text) -> str:
@@ -81,14 +150,20 @@ def _cell(text) -> str:
 
 
 def write_report(out: str, profile: str, records: dict, command: str) -> tuple[str, str]:
-    """Write ``out/report.md`` and ``out/report.html``; returns both paths."""
+    """Write ``out/report.md`` and ``out/report.html``; returns both paths. A study whose record
+    is None (being run by another process) is listed as missing."""
+    missing = [s for s in STUDIES if s in records and records[s] is None]
+    records = {s: r for s, r in records.items() if r is not None}
     rows = [c for study in STUDIES if study in records for c in records[study]["claims"]]
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("reproduced", "not reproduced", "not run at this profile")}
     md = [f"# jadv reproduction report — profile `{profile}`", "",
           f"Command: `{command}`", "",
           f"Claims: {counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
-          f"{counts['not run at this profile']} not run at this profile.", "",
-          "| study | claim | measured | verdict | source |", "|---|---|---|---|---|"]
+          f"{counts['not run at this profile']} not run at this profile.", ""]
+    if missing:
+        md += [f"Not in this report (being run by another process when it was written; rerun the "
+               f"command to add): {', '.join(missing)}.", ""]
+    md += ["| study | claim | measured | verdict | source |", "|---|---|---|---|---|"]
     md += [f"| {r['study']} | {_cell(r['claim'])} | {_cell(r['measured'])} | **{r['verdict']}** | {_cell(r['source'])} |"
            for r in rows]
     md.append("")
@@ -119,6 +194,8 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
         h.append(f"<tr class='{esc(r['verdict'])}'><td>{esc(r['study'])}</td><td>{esc(r['claim'])}</td>"
                  f"<td>{esc(r['measured'])}</td><td><b>{esc(r['verdict'])}</b></td><td>{esc(r['source'])}</td></tr>")
     h.append("</table>")
+    if missing:
+        h.append(f"<p>Not in this report (being run by another process): {esc(', '.join(missing))}.</p>")
     for study in STUDIES:
         if study in records:
             h.append(f"<h2>{esc(TITLES[study])}</h2>")

@@ -58,3 +58,64 @@ def test_unknown_profile_and_study_are_clear_errors(reproduce, tmp_path):
         reproduce.run("huge", str(tmp_path))
     with pytest.raises(ValueError, match="unknown studies"):
         reproduce.run("smoke", str(tmp_path), studies=("nope",))
+
+
+def _fake_study(monkeypatch, name, calls):
+    module = importlib.import_module(name)
+
+    def run(config, workdir):
+        calls.append(name)
+        return {"study": name, "claims": [{"study": name, "claim": "c", "measured": "m",
+                                           "verdict": "reproduced", "source": "s"}], "figures": []}
+    monkeypatch.setattr(module, "run", run)
+
+
+def test_a_study_held_by_a_live_process_is_skipped_and_a_stale_claim_taken_over(reproduce, tmp_path, monkeypatch):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "out")
+    calls = []
+    for name in STUDIES:
+        _fake_study(monkeypatch, name, calls)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.makedirs(os.path.join(out, STUDIES[1]))
+        lock = os.path.join(out, STUDIES[1], "running.json")
+        with open(lock, "w") as f:
+            json.dump({"pid": holder.pid, "host": socket.gethostname(), "started": 0}, f)
+        report = open(reproduce.run("smoke", out, studies=STUDIES)).read()
+        assert calls == [STUDIES[0]]                       # the held study was not run ...
+        assert f"being run by another process when it was written; rerun the command to add): {STUDIES[1]}" in report
+        assert os.path.exists(lock)                        # ... and its holder's claim is untouched
+        assert not os.path.exists(os.path.join(out, STUDIES[0], "running.json"))   # released when done
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its claim is stale, the rerun takes it over and finishes the report
+    report = open(reproduce.run("smoke", out, studies=STUDIES)).read()
+    assert calls == [STUDIES[0], STUDIES[1]] and "Not in this report" not in report
+    assert not os.path.exists(lock) and os.path.exists(os.path.join(out, STUDIES[1], "done.json"))
+
+
+def test_claims_are_exclusive_and_unreadable_claims_are_stale(reproduce, tmp_path):
+    import json
+    import socket
+
+    workdir = str(tmp_path / "study")
+    assert reproduce.claim_study(workdir) is None
+    assert reproduce.claim_study(workdir) is None          # this process already holds it
+    lock = os.path.join(workdir, "running.json")
+    with open(lock, "w") as f:
+        json.dump({"pid": os.getpid(), "host": "another-host", "started": 0}, f)
+    assert reproduce.claim_study(workdir)["host"] == "another-host"   # another machine's claim stands
+    reproduce.release_study(workdir)
+    assert os.path.exists(lock)                            # release never drops someone else's claim
+    with open(lock, "w") as f:
+        f.write("{half-writ")
+    assert reproduce.claim_study(workdir) is None
+    assert json.load(open(lock))["host"] == socket.gethostname()
+    reproduce.release_study(workdir)
+    assert not os.path.exists(lock)
