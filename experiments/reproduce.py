@@ -1,7 +1,7 @@
 """The main job: run the five studies and write one report with a claims table.
 
     python experiments/reproduce.py --profile default --out results/default [--data_dir DIR]
-        [--studies sharpness,tradeoff]
+        [--studies sharpness,tradeoff] [--export DIR]
 
 Profiles: ``smoke`` (seconds; used by the tests), ``default`` (no download: embedded and
 generated data; under 30 minutes on a 2-core CPU), ``cpu`` (MNIST and CIFAR-10 from the data dir),
@@ -208,6 +208,44 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
     return md_path, html_path
 
 
+# what :func:`export_report` copies from each study folder (not models, checkpoints, arrays, claims)
+EXPORTED = ("done.json", "results.json", "claims.json")
+
+
+def export_report(out: str, dest: str) -> list[str]:
+    """Copy the report of ``out`` and each finished study's records and figures to ``dest``.
+
+    Copied: ``report.md``, ``report.html``, and for every study with ``done.json`` its
+    ``done.json``, ``results.json``, ``claims.json`` and the figures the record lists (so the
+    report's image links keep working). Left out: trained models, checkpoints, cached parts and
+    ``running.json``. This is how the folders under ``results/`` are made. Returns the copied
+    paths, relative to ``dest``.
+    """
+    import shutil
+
+    if not os.path.exists(os.path.join(out, "report.md")):
+        raise FileNotFoundError(f"no report in {out}: run reproduce.py with --out {out} first")
+    if os.path.abspath(dest) == os.path.abspath(out):
+        raise ValueError("the export destination must differ from the output folder")
+    copied = []
+
+    def copy(rel):
+        os.makedirs(os.path.dirname(os.path.join(dest, rel)) or dest, exist_ok=True)
+        shutil.copy2(os.path.join(out, rel), os.path.join(dest, rel))
+        copied.append(rel)
+
+    for name in ("report.md", "report.html"):
+        copy(name)
+    for study in STUDIES:
+        if not os.path.exists(os.path.join(out, study, "done.json")):
+            continue
+        figures = read_json(os.path.join(out, study, "done.json")).get("figures", [])
+        for name in (*EXPORTED, *figures):
+            if os.path.exists(os.path.join(out, study, name)):
+                copy(os.path.join(study, name))
+    return copied
+
+
 def run(profile: str, out: str, data_dir: str | None = None, studies=STUDIES) -> str:
     """Run the studies not yet finished under ``out`` and write the report; returns report.md."""
     if profile not in PROFILES:
@@ -231,11 +269,15 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="output directory (default results/<profile>)")
     parser.add_argument("--data_dir", default=None, help="raw data directory (default $JADV_DATA_DIR or ../shared/data)")
     parser.add_argument("--studies", default=",".join(STUDIES), help="comma-separated subset of the studies")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="after the run, copy the report, records and figures (no models) to DIR")
     args = parser.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    run(args.profile, args.out or os.path.join("results", args.profile), args.data_dir,
-        tuple(s for s in args.studies.split(",") if s))
+    out = args.out or os.path.join("results", args.profile)
+    run(args.profile, out, args.data_dir, tuple(s for s in args.studies.split(",") if s))
+    if args.export:
+        print(f"exported {len(export_report(out, args.export))} files to {args.export}", flush=True)
 
 
 if __name__ == "__main__":

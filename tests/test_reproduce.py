@@ -51,6 +51,18 @@ def test_killed_reproduce_resumes_without_redoing_finished_studies(reproduce, tm
     for line in text.splitlines():
         if line.startswith("![") and "](" in line:
             assert os.path.exists(os.path.join(out, line.split("](")[1].rstrip(")"))), line
+    # the export keeps the report, records and every linked figure, and no models or parts
+    dest = str(tmp_path / "export")
+    copied = reproduce.export_report(out, dest)
+    assert open(os.path.join(dest, "report.md")).read() == text
+    for line in text.splitlines():
+        if line.startswith("![") and "](" in line:
+            assert os.path.exists(os.path.join(dest, line.split("](")[1].rstrip(")"))), line
+    for study in STUDIES:
+        assert os.path.join(study, "claims.json") in copied
+    assert not any(p.split(os.sep)[1] in ("models", "parts", "running.json") for p in copied if os.sep in p)
+    with pytest.raises(FileNotFoundError, match="no report in"):
+        reproduce.export_report(str(tmp_path / "nothing"), dest)
 
 
 def test_unknown_profile_and_study_are_clear_errors(reproduce, tmp_path):
