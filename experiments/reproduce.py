@@ -1,7 +1,7 @@
 """The main job: run the five studies and write one report with a claims table.
 
     python experiments/reproduce.py --profile default --out results/default [--data_dir DIR]
-        [--studies sharpness,tradeoff] [--export DIR]
+        [--studies sharpness,tradeoff] [--reclaim] [--export DIR]
 
 Profiles: ``smoke`` (seconds; used by the tests), ``default`` (no download: embedded and
 generated data; under 30 minutes on a 2-core CPU), ``cpu`` (MNIST and CIFAR-10 from the data dir),
@@ -145,6 +145,26 @@ def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict 
         release_study(workdir)
 
 
+def reclaim(study: str, profile: str, out: str, data_dir: str | None) -> bool:
+    """Derive a finished study's claims again from its saved results with the current verdict
+    rules (for studies whose module has ``claims_from_results``), rewriting ``done.json``: rows
+    with a re-derived id are replaced, the others kept. Returns whether anything was rederived."""
+    done = os.path.join(out, study, "done.json")
+    module = importlib.import_module(study)
+    if not os.path.exists(done) or not hasattr(module, "claims_from_results"):
+        return False
+    record = read_json(done)
+    fresh = {c["id"]: c for c in module.claims_from_results(study_config(study, profile, data_dir),
+                                                             record["results"])}
+    old_ids = {c["id"] for c in record["claims"]}
+    record["claims"] = ([fresh.get(c["id"], c) for c in record["claims"]]
+                        + [c for i, c in fresh.items() if i not in old_ids])
+    record["claims_rederived_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    write_json(done, record)
+    print(f"[{study}] claims derived again from {done}", flush=True)
+    return True
+
+
 def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -246,8 +266,9 @@ def export_report(out: str, dest: str) -> list[str]:
     return copied
 
 
-def run(profile: str, out: str, data_dir: str | None = None, studies=STUDIES) -> str:
-    """Run the studies not yet finished under ``out`` and write the report; returns report.md."""
+def run(profile: str, out: str, data_dir: str | None = None, studies=STUDIES, rederive: bool = False) -> str:
+    """Run the studies not yet finished under ``out`` and write the report; returns report.md.
+    ``rederive``: first derive finished studies' claims again (:func:`reclaim`)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
     unknown = [s for s in studies if s not in STUDIES]
@@ -257,6 +278,9 @@ def run(profile: str, out: str, data_dir: str | None = None, studies=STUDIES) ->
     command = f"python experiments/reproduce.py --profile {profile} --out {out}" + (
         f" --data_dir {data_dir}" if data_dir else "") + (
         f" --studies {','.join(studies)}" if tuple(studies) != STUDIES else "")
+    if rederive:
+        for s in studies:
+            reclaim(s, profile, out, data_dir)
     records = {s: run_study(s, profile, out, data_dir) for s in studies}
     md, _ = write_report(out, profile, records, command)
     print(f"report: {md}", flush=True)
@@ -269,13 +293,15 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="output directory (default results/<profile>)")
     parser.add_argument("--data_dir", default=None, help="raw data directory (default $JADV_DATA_DIR or ../shared/data)")
     parser.add_argument("--studies", default=",".join(STUDIES), help="comma-separated subset of the studies")
+    parser.add_argument("--reclaim", action="store_true",
+                        help="derive finished studies' claims again from their saved results (current verdict rules)")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="after the run, copy the report, records and figures (no models) to DIR")
     args = parser.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     out = args.out or os.path.join("results", args.profile)
-    run(args.profile, out, args.data_dir, tuple(s for s in args.studies.split(",") if s))
+    run(args.profile, out, args.data_dir, tuple(s for s in args.studies.split(",") if s), rederive=args.reclaim)
     if args.export:
         print(f"exported {len(export_report(out, args.export))} files to {args.export}", flush=True)
 

@@ -131,3 +131,38 @@ def test_claims_are_exclusive_and_unreadable_claims_are_stale(reproduce, tmp_pat
     assert json.load(open(lock))["host"] == socket.gethostname()
     reproduce.release_study(workdir)
     assert not os.path.exists(lock)
+
+
+def test_reclaim_derives_finished_claims_again_without_running_the_study(reproduce, tmp_path, monkeypatch):
+    import json
+
+    study = importlib.import_module("sketchy_channels")
+    monkeypatch.setattr(study, "run", lambda *a, **k: pytest.fail("a finished study was run again"))
+
+    def model(colour, grey, sketch):
+        acc = {"colour": colour, "grey": grey, "sketch": sketch}
+        ne = {"count": 0, "n": 192, "min": 0.3, "share": 0.0, "median": 0.7}
+        return {"accuracy": acc, "kept": {v: acc[v] / colour for v in ("grey", "sketch")},
+                "near_equal_raw": ne, "near_equal_relative": ne}
+
+    out = str(tmp_path / "out")
+    done = os.path.join(out, "sketchy_channels", "done.json")
+    os.makedirs(os.path.dirname(done))
+    old = [{"study": "sketchy_channels", "id": "1.2-grey-colored_digits", "claim": "c", "measured": "old",
+            "verdict": "reproduced", "source": "s", "command": ""},
+           {"study": "sketchy_channels", "id": "1.1-raw-cifar10", "claim": "kept as it was", "measured": "m",
+            "verdict": "not run at this profile", "source": "s", "command": ""}]
+    results = {"colored_digits": {"models": {"vanilla": model(0.7, 0.6, 0.4), "linf_at": model(0.1, 0.1, 0.1),
+                                             "l2_at": model(0.3, 0.3, 0.25)},
+                                  "spearman": {"near_equal_raw~kept_grey": None}}}
+    with open(done, "w") as f:
+        json.dump({"study": "sketchy_channels", "claims": old, "results": results, "figures": [],
+                   "wall_time_s": 123.0}, f)
+    report = open(reproduce.run("smoke", out, studies=("sketchy_channels",), rederive=True)).read()
+    record = json.load(open(done))
+    rows = {c["id"]: c for c in record["claims"]}
+    assert rows["1.2-grey-colored_digits"]["verdict"] == "not run at this profile"   # linf_at is at chance
+    assert rows["1.1-raw-cifar10"]["claim"] == "kept as it was"
+    assert [c["id"] for c in record["claims"]][:2] == ["1.2-grey-colored_digits", "1.1-raw-cifar10"]
+    assert record["wall_time_s"] == 123.0 and "claims_rederived_at" in record
+    assert "not tested: linf_at" in report

@@ -43,6 +43,10 @@ def test_sketchy_channels_smoke(tmp_path, load_repo_module):
             "1.2-sketch-colored_digits", "1.1-raw-cifar10"} <= ids
     verdicts = {c["id"]: c["verdict"] for c in claims}
     assert verdicts["1.1-raw-cifar10"] == "not run at this profile"       # cifar10 is cpu/full only
+    # the claims derived again from the saved results (reproduce.py --reclaim) are the run's own
+    saved = json.load(open(os.path.join(wd, "results.json")))["results"]
+    again = {c["id"]: c for c in study.claims_from_results(config, saved)}
+    assert again and all(again[c["id"]] == c for c in claims if c["id"] in again)
     assert verdicts["1.1-raw-colored_digits"] in ("reproduced", "not reproduced")
 
     # a rerun reuses the cached parts and trained models: same numbers, no retraining
@@ -52,3 +56,36 @@ def test_sketchy_channels_smoke(tmp_path, load_repo_module):
     again = study.run(config, wd)
     assert again["claims"] == record["claims"]
     assert {p: os.path.getmtime(os.path.join(wd, "parts", p)) for p in parts} == mtimes
+
+
+def _model(colour, grey, sketch, near_equal=0):
+    acc = {"colour": colour, "grey": grey, "sketch": sketch}
+    ne = {"count": near_equal, "n": 192, "min": 0.3, "share": near_equal / 192, "median": 0.7}
+    return {"accuracy": acc, "kept": {v: acc[v] / colour for v in ("grey", "sketch")},
+            "near_equal_raw": ne, "near_equal_relative": ne}
+
+
+def test_a_model_near_chance_does_not_decide_the_accuracy_kept_claims(load_repo_module):
+    study = load_repo_module("experiments/sketchy_channels.py", "study_sketchy_channels")
+    config = load_repo_module("configs/sketchy_channels.py", "config_sketchy_channels").get_config("smoke")
+    corr = {"near_equal_raw~kept_grey": 0.5, "near_equal_raw~kept_sketch": 0.5,
+            "near_equal_relative~kept_grey": 0.5, "near_equal_relative~kept_sketch": 0.5}
+    # linf_at at chance (10 classes): "kept" = 1.0 by construction, which would beat the vanilla model
+    per_model = {"vanilla": _model(0.70, 0.63, 0.40), "linf_at": _model(0.10, 0.10, 0.10),
+                 "l2_at": _model(0.30, 0.31, 0.26)}
+    assert study.near_chance(per_model, "colored_digits") == {"linf_at": 0.10}
+    rows = {c["id"]: c for c in study._dataset_claims(config, "colored_digits", per_model, corr, "cmd")}
+    for v in ("grey", "sketch"):
+        row = rows[f"1.2-{v}-colored_digits"]
+        assert row["verdict"] == "not run at this profile"
+        assert "not tested: linf_at (colour accuracy 0.100)" in row["measured"]
+    assert rows["1.3-colored_digits"]["verdict"] == "not run at this profile"
+    assert rows["1.1-raw-colored_digits"]["verdict"] == "not reproduced"      # weights: still tested
+    # every model clearly above chance: the comparison decides
+    per_model["linf_at"] = _model(0.40, 0.38, 0.36)
+    rows = {c["id"]: c for c in study._dataset_claims(config, "colored_digits", per_model, corr, "cmd")}
+    assert rows["1.2-grey-colored_digits"]["verdict"] == "reproduced"
+    assert rows["1.2-sketch-colored_digits"]["verdict"] == "reproduced"
+    per_model["vanilla"] = _model(0.70, 0.69, 0.69)
+    rows = {c["id"]: c for c in study._dataset_claims(config, "colored_digits", per_model, corr, "cmd")}
+    assert rows["1.2-grey-colored_digits"]["verdict"] == "not reproduced"
