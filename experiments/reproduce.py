@@ -147,7 +147,8 @@ def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict 
 
 def reclaim(study: str, profile: str, out: str, data_dir: str | None) -> bool:
     """Derive a finished study's claims again from its saved results with the current verdict
-    rules (for studies whose module has ``claims_from_results``), rewriting ``done.json``: rows
+    rules (for studies whose module has ``claims_from_results``), rewriting ``done.json`` and
+    ``claims.json``: rows
     with a re-derived id are replaced, the others kept. Returns whether anything was rederived."""
     done = os.path.join(out, study, "done.json")
     module = importlib.import_module(study)
@@ -161,6 +162,7 @@ def reclaim(study: str, profile: str, out: str, data_dir: str | None) -> bool:
                         + [c for i, c in fresh.items() if i not in old_ids])
     record["claims_rederived_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(done, record)
+    write_json(os.path.join(out, study, "claims.json"), record["claims"])
     print(f"[{study}] claims derived again from {done}", flush=True)
     return True
 

@@ -165,4 +165,5 @@ def test_reclaim_derives_finished_claims_again_without_running_the_study(reprodu
     assert rows["1.1-raw-cifar10"]["claim"] == "kept as it was"
     assert [c["id"] for c in record["claims"]][:2] == ["1.2-grey-colored_digits", "1.1-raw-cifar10"]
     assert record["wall_time_s"] == 123.0 and "claims_rederived_at" in record
+    assert json.load(open(os.path.join(out, "sketchy_channels", "claims.json"))) == record["claims"]
     assert "not tested: linf_at" in report
