@@ -147,8 +147,8 @@ def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict 
 
 def reclaim(study: str, profile: str, out: str, data_dir: str | None) -> bool:
     """Derive a finished study's claims again from its saved results with the current verdict
-    rules (for studies whose module has ``claims_from_results``), rewriting ``done.json`` and
-    ``claims.json``: rows
+    rules (for studies whose module has ``claims_from_results``), rewriting the claims in
+    ``done.json``, ``claims.json`` and ``results.json``: rows
     with a re-derived id are replaced, the others kept. Returns whether anything was rederived."""
     done = os.path.join(out, study, "done.json")
     module = importlib.import_module(study)
@@ -163,6 +163,9 @@ def reclaim(study: str, profile: str, out: str, data_dir: str | None) -> bool:
     record["claims_rederived_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(done, record)
     write_json(os.path.join(out, study, "claims.json"), record["claims"])
+    saved = os.path.join(out, study, "results.json")
+    if os.path.exists(saved):
+        write_json(saved, dict(read_json(saved), claims=record["claims"]))
     print(f"[{study}] claims derived again from {done}", flush=True)
     return True
 

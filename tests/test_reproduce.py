@@ -158,6 +158,8 @@ def test_reclaim_derives_finished_claims_again_without_running_the_study(reprodu
     with open(done, "w") as f:
         json.dump({"study": "sketchy_channels", "claims": old, "results": results, "figures": [],
                    "wall_time_s": 123.0}, f)
+    with open(os.path.join(out, "sketchy_channels", "results.json"), "w") as f:
+        json.dump({"study": "sketchy_channels", "results": results, "claims": old}, f)
     report = open(reproduce.run("smoke", out, studies=("sketchy_channels",), rederive=True)).read()
     record = json.load(open(done))
     rows = {c["id"]: c for c in record["claims"]}
@@ -166,4 +168,5 @@ def test_reclaim_derives_finished_claims_again_without_running_the_study(reprodu
     assert [c["id"] for c in record["claims"]][:2] == ["1.2-grey-colored_digits", "1.1-raw-cifar10"]
     assert record["wall_time_s"] == 123.0 and "claims_rederived_at" in record
     assert json.load(open(os.path.join(out, "sketchy_channels", "claims.json"))) == record["claims"]
+    assert json.load(open(os.path.join(out, "sketchy_channels", "results.json")))["claims"] == record["claims"]
     assert "not tested: linf_at" in report
