@@ -7,7 +7,7 @@ One standard / PGD-AT pair with the same seed, data order and schedule:
   ResNet-20 on 8x8x1 inputs trains in seconds on a 2-core CPU (32x32x3 is 16x the compute);
   its first conv has 1 input channel, so the first-layer group has 16 filters. Linf eps 0.1 on
   [0, 1] pixels (the 17 grey levels of digits are 1/16 apart), PGD-5 in training.
-- cpu: ResNet-20 on a 5k CIFAR-10 subset, Linf 8/255, PGD-3 (~20-30 min on 2 cores).
+- cpu: ResNet-20 on a 5k CIFAR-10 subset, Linf 8/255, PGD-3 (32 min measured on the 2-core CPU, test suite beside it).
 - full: ResNet-18 (CIFAR stem) on CIFAR-10, Linf 8/255, PGD-10, 100 epochs (check 20).
 """
 import ml_collections
