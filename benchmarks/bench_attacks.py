@@ -57,20 +57,29 @@ class TorchMLP(tnn.Module):
 
 
 class TorchSmallCNN(tnn.Module):
-    def __init__(self, c=1, hw=28, k=10, widths=(64, 128), hidden=256):
+    """jadv ``small_cnn`` (norm "none"): conv3x3(64)-relu-pool-conv3x3(128)-relu-pool-fc256-fc10.
+
+    ``nhwc=True`` (default): NHWC input and a channels-last flatten, so jadv's weights copy over
+    one to one; ``nhwc=False``: plain NCHW input and flatten, the usual PyTorch model.
+    """
+
+    def __init__(self, c=1, hw=28, k=10, widths=(64, 128), hidden=256, nhwc=True):
         super().__init__()
+        self.nhwc = nhwc
         chans = (c, *widths)
         self.convs = tnn.ModuleList([tnn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:])])
         side = hw // 2 ** len(widths)
         self.fc = tnn.Linear(side * side * widths[-1], hidden)
         self.head = tnn.Linear(hidden, k)
 
-    def forward(self, x):  # x NHWC -> NCHW
-        x = x.permute(0, 3, 1, 2)
+    def forward(self, x):
+        if self.nhwc:
+            x = x.permute(0, 3, 1, 2)
         for conv in self.convs:
             x = F.max_pool2d(F.relu(conv(x)), 2)
-        x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-        return self.head(F.relu(self.fc(x)))
+        if self.nhwc:
+            x = x.permute(0, 2, 3, 1)
+        return self.head(F.relu(self.fc(x.reshape(x.shape[0], -1))))
 
 
 # ----------------------------------------------------------------------------- torch attacks

@@ -47,6 +47,25 @@ from jadv.analysis import top_eigenvalues  # noqa: E402
 common.set_torch_threads(THREADS)
 
 
+def frozen_torch_small_cnn():
+    """bench_attacks' PyTorch small CNN in eval mode with frozen parameters (attacks need no weight grads)."""
+    tmodel = bench_attacks.TorchSmallCNN().eval()
+    for p in tmodel.parameters():
+        p.requires_grad_(False)
+    return tmodel
+
+
+def plain_and_canonical(tag, make_device, *args):
+    """Compile ``make_device()`` (a new jitted function per variant: jit caches traces per function)
+    with the loop-body rewrite off and on; returns ``({name: run}, {name: compile s})``."""
+    fns, comp = {}, {}
+    for name, mode in (("jadv loop, plain", "off"), ("jadv loop, canonical", "on")):
+        exe, comp[name] = traced_under(mode, make_device(), *args)
+        fns[name] = lambda exe=exe: exe(*args).block_until_ready()
+        common.log(f"{tag}: compiled {name} in {comp[name]:.1f}s")
+    return fns, comp
+
+
 def traced_under(mode, jitted, *args):
     """Compile ``jitted`` for ``args`` with the rewrite ``mode``; returns (executable, compile s)."""
     with common.canonical_mode(mode):
@@ -90,9 +109,7 @@ def part_pgd(batch, repeats, eps=0.3, steps=10, alpha=0.01):
         common.log(f"pgd: compiled {name} in {comp[name]:.1f}s")
     outs = [np.asarray(fn()) for fn in fns.values()]
     diff = max(float(np.abs(o - outs[0]).max()) for o in outs)
-    tmodel = bench_attacks.TorchSmallCNN().eval()
-    for p in tmodel.parameters():
-        p.requires_grad_(False)
+    tmodel = frozen_torch_small_cnn()
     xt, yt = torch.from_numpy(x_np), torch.from_numpy(y_np).long()
     fns["torch"] = lambda: bench_attacks.torch_pgd(tmodel, xt, yt, eps, alpha, steps)
     fns["torch"]()
@@ -131,16 +148,10 @@ def part_apgd(batch, repeats, eps=0.3, steps=100):
             return jadv.attacks.apgd(lambda z: model.apply(v, z), x, y, key=key, eps=eps, steps=steps)
         return jax.jit(device)
 
-    fns, comp, outs = {}, {}, {}
-    for name, mode in (("jadv loop, plain", "off"), ("jadv loop, canonical", "on")):
-        exe, comp[name] = traced_under(mode, make_device(), variables, x, y, key)
-        fns[name] = lambda exe=exe: exe(variables, x, y, key).block_until_ready()
-        common.log(f"apgd: compiled {name} in {comp[name]:.1f}s")
-        outs[name] = np.asarray(fns[name]())
+    fns, comp = plain_and_canonical("apgd", make_device, variables, x, y, key)
+    outs = {name: np.asarray(fn()) for name, fn in fns.items()}
     diff = float(np.abs(outs["jadv loop, canonical"] - outs["jadv loop, plain"]).max())
-    tmodel = bench_attacks.TorchSmallCNN().eval()
-    for p in tmodel.parameters():
-        p.requires_grad_(False)
+    tmodel = frozen_torch_small_cnn()
     xt, yt = torch.from_numpy(x_np), torch.from_numpy(y_np).long()
     fns["torch"] = lambda: bench_attacks.torch_apgd(tmodel, xt, yt, eps, steps)
     fns["torch"]()
@@ -174,11 +185,8 @@ def part_eig(batch, iters, repeats):
                                    tol=0.0)[0]
         return jax.jit(device)
 
-    fns, comp, lam = {}, {}, {}
-    for name, mode in (("jadv loop, plain", "off"), ("jadv loop, canonical", "on")):
-        exe, comp[name] = traced_under(mode, make_device(), params, x, y, key)
-        fns[name] = lambda exe=exe: exe(params, x, y, key).block_until_ready()
-        common.log(f"eig: compiled {name} in {comp[name]:.1f}s")
+    fns, comp = plain_and_canonical("eig", make_device, params, x, y, key)
+    lam = {}
 
     tmodel = bench_curvature.load(bench_curvature.TorchCNN(), bench_curvature.torch_tensors("cnn", params))
     flat, unravel = jax.flatten_util.ravel_pytree(params)

@@ -42,6 +42,7 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
@@ -52,11 +53,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import bench_attacks  # noqa: E402  (the torch small CNN)
 import jadv  # noqa: E402
 from jadv.train.step import make_train_step  # noqa: E402
+from tests.torch_reference_models import PreActResNet18  # noqa: E402
 
 common.set_torch_threads(THREADS)
 TORCH_DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,64 +72,9 @@ ARCHS = {  # name: (image shape, eps, jadv model kwargs)
 
 # ----------------------------------------------------------------------------- torch models
 
-class TorchSmallCNN(tnn.Module):
-    """jadv ``small_cnn`` (norm "none"): conv3x3(64)-relu-pool-conv3x3(128)-relu-pool-fc256-fc10."""
-
-    def __init__(self, c=1, hw=28, k=10, widths=(64, 128), hidden=256):
-        super().__init__()
-        chans = (c, *widths)
-        self.convs = tnn.ModuleList([tnn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:])])
-        side = hw // 2 ** len(widths)
-        self.fc = tnn.Linear(side * side * widths[-1], hidden)
-        self.head = tnn.Linear(hidden, k)
-
-    def forward(self, x):  # NCHW
-        for conv in self.convs:
-            x = F.max_pool2d(F.relu(conv(x)), 2)
-        return self.head(F.relu(self.fc(x.flatten(1))))
-
-
-class TorchPreActBlock(tnn.Module):
-    def __init__(self, cin, planes, stride):
-        super().__init__()
-        self.bn1 = tnn.BatchNorm2d(cin)
-        self.conv1 = tnn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(planes)
-        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.shortcut = (tnn.Conv2d(cin, planes, 1, stride, bias=False)
-                         if stride != 1 or cin != planes else None)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        sc = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + sc
-
-
-class TorchPreActResNet18(tnn.Module):
-    """jadv ``preact_resnet18`` (the PreActResNet-18 of Rice et al. 2020)."""
-
-    def __init__(self, k=10, width=64):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(3, width, 3, 1, 1, bias=False)
-        layers, cin = [], width
-        for stage in range(4):
-            for i in range(2):
-                planes = width * 2 ** stage
-                layers.append(TorchPreActBlock(cin, planes, 2 if stage > 0 and i == 0 else 1))
-                cin = planes
-        self.layers = tnn.Sequential(*layers)
-        self.bn = tnn.BatchNorm2d(cin)
-        self.linear = tnn.Linear(cin, k)
-
-    def forward(self, x):
-        out = F.relu(self.bn(self.layers(self.conv1(x))))
-        return self.linear(out.mean(dim=(2, 3)))
-
-
 def torch_model(arch):
-    m = TorchSmallCNN() if arch == "small_cnn" else TorchPreActResNet18()
+    """The PyTorch twin of jadv's ``arch`` (NCHW, channels_last memory), on TORCH_DEVICE."""
+    m = bench_attacks.TorchSmallCNN(nhwc=False) if arch == "small_cnn" else PreActResNet18(num_classes=10)
     return m.to(TORCH_DEVICE).to(memory_format=torch.channels_last)
 
 

@@ -151,8 +151,10 @@ def reclaim(study: str, profile: str, out: str, data_dir: str | None) -> bool:
     ``done.json``, ``claims.json`` and ``results.json``: rows
     with a re-derived id are replaced, the others kept. Returns whether anything was rederived."""
     done = os.path.join(out, study, "done.json")
+    if not os.path.exists(done):
+        return False
     module = importlib.import_module(study)
-    if not os.path.exists(done) or not hasattr(module, "claims_from_results"):
+    if not hasattr(module, "claims_from_results"):
         return False
     record = read_json(done)
     fresh = {c["id"]: c for c in module.claims_from_results(study_config(study, profile, data_dir),
@@ -233,7 +235,7 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
     return md_path, html_path
 
 
-# what :func:`export_report` copies from each study folder (not models, checkpoints, arrays, claims)
+# the records :func:`export_report` copies from each finished study folder, besides its figures
 EXPORTED = ("done.json", "results.json", "claims.json")
 
 
