@@ -1,6 +1,8 @@
 """Study 1: first-layer colour channels of adversarially trained CNNs (Kaur, Cohen & Lipton).
 
     python experiments/sketchy_channels.py --profile default --workdir runs/sketchy_channels
+    python experiments/sketchy_channels.py --profile cpu --datasets colored_digits --epochs 30 \
+        --linf 0.0156863 --workdir runs/sk_cd_e30_linf4          # one dataset, other radius/epochs
 
 For every colour dataset of the profile (``colored_digits`` at default; CIFAR-10 too at cpu/full)
 three small CNNs (``small_cnn``, conv1 = 64 filters 3x3, batch norm after every conv) are trained
@@ -344,8 +346,32 @@ def run(config, workdir: str) -> dict:
     return finish(workdir, STUDY, results, claims, figures)
 
 
+def _data_flags(parser):
+    parser.add_argument("--datasets", default=None, help="comma list: run only these datasets of the profile")
+    parser.add_argument("--epochs", type=int, default=None, help="override the training epochs of those datasets")
+    parser.add_argument("--linf", type=float, default=None, help="override their Linf training radius")
+    parser.add_argument("--l2", type=float, default=None, help="override their L2 training radius")
+
+
+def _apply_data_flags(args, config):
+    """How the colored-digits radius of the cpu/full profiles was chosen (configs/sketchy_channels.py)."""
+    if args.datasets:
+        chosen = tuple(d for d in args.datasets.split(",") if d)
+        unknown = [d for d in chosen if d not in config.data]
+        if unknown:
+            raise ValueError(f"datasets {unknown} are not in profile {config.profile!r}: {', '.join(config.data)}")
+        config.datasets = chosen
+    for d in config.datasets:
+        if args.epochs is not None:
+            config.data[d].num_epochs = args.epochs
+        if args.linf is not None:
+            config.data[d].eps.linf = args.linf
+        if args.l2 is not None:
+            config.data[d].eps.l2 = args.l2
+
+
 def main(argv=None):
-    study_main(STUDY, run, __doc__, argv)
+    study_main(STUDY, run, __doc__, argv, extra_args=(_data_flags, _apply_data_flags))
 
 
 if __name__ == "__main__":

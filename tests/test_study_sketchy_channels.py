@@ -89,3 +89,21 @@ def test_a_model_near_chance_does_not_decide_the_accuracy_kept_claims(load_repo_
     per_model["vanilla"] = _model(0.70, 0.69, 0.69)
     rows = {c["id"]: c for c in study._dataset_claims(config, "colored_digits", per_model, corr, "cmd")}
     assert rows["1.2-grey-colored_digits"]["verdict"] == "not reproduced"
+
+
+def test_data_flags_override_the_profile_and_reject_unknown_datasets(load_repo_module):
+    import argparse
+
+    import pytest
+
+    study = load_repo_module("experiments/sketchy_channels.py", "study_sketchy_channels")
+    config = load_repo_module("configs/sketchy_channels.py", "config_sketchy_channels").get_config("cpu")
+    parser = argparse.ArgumentParser()
+    study._data_flags(parser)
+    study._apply_data_flags(parser.parse_args(["--datasets", "colored_digits", "--epochs", "7", "--linf", "0.01"]),
+                            config)
+    assert tuple(config.datasets) == ("colored_digits",)
+    assert config.data.colored_digits.num_epochs == 7 and config.data.colored_digits.eps.linf == 0.01
+    assert config.data.colored_digits.eps.l2 == 0.5 and config.data.cifar10.num_epochs == 6   # untouched
+    with pytest.raises(ValueError, match=r"datasets \['mnist'\] are not in profile 'cpu'"):
+        study._apply_data_flags(parser.parse_args(["--datasets", "mnist"]), config)
