@@ -192,3 +192,34 @@ def test_eps_curve_flags(setup, key):
         out = M.eps_curve_flags(masked, x, y, key=key, eps_grid=[0.0, 0.05], steps=3, init="zero")
     assert out["flags"]["not_broken_at_large_eps"]["flag"]
     np.testing.assert_allclose(out["curve"], 9 / 11, rtol=1e-6)
+
+
+def test_attack_batch_size_shrinks_to_a_power_of_two():
+    from jadv.attacks.autoattack import attack_batch_size
+    assert attack_batch_size(500, 200) == 200 and attack_batch_size(200, 200) == 200
+    assert [attack_batch_size(n, 200) for n in (0, 1, 2, 3, 33, 64, 65, 129)] == [1, 1, 2, 4, 64, 64, 128, 200]
+    assert attack_batch_size(3, 64, multiple=8) == 8 and attack_batch_size(9, 64, multiple=8) == 16
+    assert attack_batch_size(100, 96, multiple=8) == 96
+
+
+def test_late_attacks_run_on_a_batch_the_size_of_the_survivors(setup, key):
+    """After the first attack, the survivors are attacked in a batch of the next power of two, not a
+    padded full batch; the verdicts are those of the same deterministic attacks on full batches."""
+    f, x, y, _, _ = setup
+    shapes = []
+
+    def recording(name):
+        def attack(lf, xb, yb, k):
+            shapes.append((name, xb.shape[0]))  # runs at trace time: one entry per compiled shape
+            return xb
+        return attack
+
+    fgsm = {"name": "fgsm", "eps": 0.05}
+    _, rep = A.autoattack(f, x, y, key=key, eps=0.05, version="custom", batch_size=8, verbose=False,
+                          checks=False, attacks=[recording("first"), fgsm, recording("last")])
+    left = rep["attacks"][1]["n_attacked"] - rep["attacks"][1]["n_broken"]
+    assert rep["attacks"][0]["n_attacked"] == 9 and 0 < left < 8, rep["attacks"]
+    assert shapes[0] == ("first", 8)
+    assert shapes[-1] == ("last", 1 << (left - 1).bit_length())
+    full = A.robust_accuracy(f, x, y, [fgsm], key=key, batch_size=8, progress=False)
+    np.testing.assert_array_equal(rep["robust"], full["robust"])
