@@ -119,7 +119,8 @@ def evaluate(config, model, variables, bn_set, x, y, key, *, autoattack_n: int) 
                             verbose=False, checks=False)
         out["autoattack"] = {"n": m, "clean_accuracy": rep["clean_accuracy"],
                              "robust_accuracy": rep["robust_accuracy"],
-                             "attacks": [{k: a[k] for k in ("name", "robust_accuracy")} for a in rep["attacks"]]}
+                             "attacks": [{k: a[k] for k in ("name", "robust_accuracy", "n_attacked", "time_s")}
+                                         for a in rep["attacks"]]}
     return out
 
 
