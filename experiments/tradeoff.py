@@ -47,6 +47,7 @@ from jadv.analysis import (averaging_classifier, feature_label_correlation, inpu
                            interpolate, large_eps_examples, large_weight_share, linear_accuracy_theory,
                            robust_feature_classifier, saliency_alignment, theorem_2_1_bound,
                            theorem_2_2_conditions, top_k_features, weight_correlation_rank)
+from jadv._cpu_loops import cpu_canonical, over_models  # noqa: E402
 from jadv.attacks import pgd  # noqa: E402
 from jadv.viz.features import plot_correlation_vs_weight, plot_top_k_curves, plot_weight_maps  # noqa: E402
 from jadv.viz.images import plot_interpolation, plot_large_eps_grid, plot_saliency_grid  # noqa: E402
@@ -229,7 +230,7 @@ def _pgd(model, params, x, y, key, eps, norm, steps):
 
 def train_cnns_many(model, x_all, y_all, order, sizes, eps, seeds, *, norm, steps, batch_size, lr,
                     attack_steps):
-    """Train M models as one vmapped program; model m is PGD-trained (eps_m; eps 0 = standard)
+    """Train M models as one program (``over_models``: vmap, or lax.map on CPU); model m is PGD-trained (eps_m; eps 0 = standard)
     on minibatches drawn with replacement from ``order[:sizes[m]]`` (nested subsets)."""
     x_all, y_all, order = jnp.asarray(x_all), jnp.asarray(y_all), jnp.asarray(order)
     opt = optax.adam(optax.cosine_decay_schedule(lr, steps))
@@ -249,10 +250,11 @@ def train_cnns_many(model, x_all, y_all, order, sizes, eps, seeds, *, norm, step
             upd, st = opt.update(g, st, p)
             return (optax.apply_updates(p, upd), st), loss
 
-        (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(steps))
+        # cpu_canonical: the weight gradient's convolutions in XLA:CPU's fast layout (no-op elsewhere)
+        (params, _), losses = jax.lax.scan(cpu_canonical(step), (params, opt.init(params)), jnp.arange(steps))
         return params, losses
 
-    return jax.jit(jax.vmap(one))(jnp.asarray(sizes, jnp.int32), jnp.asarray(eps, jnp.float32),
+    return jax.jit(over_models(one))(jnp.asarray(sizes, jnp.int32), jnp.asarray(eps, jnp.float32),
                                   jnp.asarray(seeds, jnp.int32))
 
 
@@ -266,7 +268,7 @@ def eval_many(model, params, x, y, eps, *, norm, steps, key, batch=512):
         rob = jnp.argmax(model.apply({"params": p}, xa), -1) == yb
         return jnp.sum(clean), jnp.sum(rob & clean)
 
-    f = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)))
+    f = jax.jit(over_models(one, in_axes=(0, 0, None, None, None)))
     for i in range(0, len(y), batch):
         c, r = f(params, jnp.asarray(eps, jnp.float32), jnp.asarray(x[i:i + batch]), jnp.asarray(y[i:i + batch]),
                  jax.random.fold_in(key, i))

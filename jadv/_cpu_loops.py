@@ -138,3 +138,51 @@ def cpu_canonical(fn: Callable) -> Callable:
     if mode == "on" or (mode == "auto" and jax.default_backend() == "cpu"):
         return canonical_convs(fn)
     return fn
+
+
+# ----------------------------------------------------------------------------------------------
+# many models in one program
+# ----------------------------------------------------------------------------------------------
+
+# "auto": lax.map on CPU, vmap elsewhere; "vmap"/"map" force one
+STACK_MODELS = os.environ.get("JADV_STACK_MODELS", "auto")
+
+
+def over_models(fn: Callable, in_axes=0, mode: str | None = None) -> Callable:
+    """``fn`` applied to every slice of a leading model axis, as one program.
+
+    ``in_axes``: as ``jax.vmap`` (an int, or a tuple of 0/None per positional argument; None =
+    shared by all models). ``mode``: "vmap" (one batched program: a convolution of M models becomes
+    one grouped convolution), "map" (``lax.map``: the models one after another inside one compiled
+    loop, the loop body's convolutions in canonical form on CPU), or "auto" (default, from
+    ``JADV_STACK_MODELS``): "map" when the default backend is CPU, else "vmap". Why: XLA:CPU runs
+    the grouped convolutions of vmapped small CNNs slowly; training 4 MNIST CNNs with PGD-5 took
+    3.3x longer vmapped than mapped on the 2-core development CPU (BENCHMARKS.md). The results are
+    the same either way (tests/test_cpu_loops.py); the outputs are stacked on axis 0.
+    """
+    mode = STACK_MODELS if mode is None else mode
+    check_choice("mode", mode, ("auto", "vmap", "map"))
+    if mode == "auto":
+        mode = "map" if jax.default_backend() == "cpu" else "vmap"
+    if mode == "vmap":
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        axes = (in_axes,) * len(args) if isinstance(in_axes, int) else tuple(in_axes)
+        if len(axes) != len(args):
+            raise ValueError(f"in_axes has {len(axes)} entries for {len(args)} arguments")
+        for a in axes:
+            if a not in (0, None):
+                raise ValueError(f"over_models supports in_axes of 0 or None, got {a!r}")
+        stacked = tuple(a for a, ax in zip(args, axes) if ax == 0)
+        if not stacked:
+            raise ValueError("over_models needs at least one argument with a model axis (in_axes 0)")
+
+        def one(sl):
+            it = iter(sl)
+            return canonical(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
+
+        return lax.map(one, stacked)
+
+    canonical = cpu_canonical(fn)
+    return mapped

@@ -203,3 +203,38 @@ def test_craft_train_bn_plain_and_canonical_agree(key, rewrite_off):
     rewrite_off("on")
     for a, b in zip(jax.tree.leaves(run()), jax.tree.leaves(plain)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _sgd_steps(model, x, y):
+    """Per-model function: a conv net trained for 3 SGD steps from its own seed at its own lr."""
+    def one(seed, lr, xb):
+        p = model.init(jax.random.key(seed), xb[:1])
+
+        def step(p, _):
+            g = jax.grad(lambda q: jnp.mean(jax.nn.logsumexp(model.apply(q, xb), -1)
+                                            - model.apply(q, xb)[jnp.arange(len(y)), y]))(p)
+            return jax.tree.map(lambda a, b: a - lr * b, p, g), None
+
+        p, _ = lax.scan(step, p, None, length=3)
+        return model.apply(p, xb)
+    return one
+
+
+def test_over_models_map_and_vmap_agree(conv_net):
+    model, _, x, y = conv_net
+    one = _sgd_steps(model, x, y)
+    seeds, lrs = jnp.arange(3), jnp.array([0.1, 0.3, 0.0])
+    a = jax.jit(_cpu_loops.over_models(one, in_axes=(0, 0, None), mode="vmap"))(seeds, lrs, x)
+    b = jax.jit(_cpu_loops.over_models(one, in_axes=(0, 0, None), mode="map"))(seeds, lrs, x)
+    assert a.shape == (3, len(x), 10)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # each slice is the model trained alone; lr 0 leaves the initial model
+    np.testing.assert_allclose(b[1], jax.jit(one)(seeds[1], lrs[1], x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b[2], model.apply(model.init(jax.random.key(2), x[:1]), x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(b[0], b[1])
+    with pytest.raises(ValueError, match="entries"):
+        _cpu_loops.over_models(one, in_axes=(0, None), mode="map")(seeds, lrs, x)
+    with pytest.raises(ValueError, match="model axis"):
+        _cpu_loops.over_models(one, in_axes=(None, None, None), mode="map")(seeds, lrs, x)
+    with pytest.raises(ValueError, match="mode"):
+        _cpu_loops.over_models(one, mode="pmap")
