@@ -156,8 +156,9 @@ def over_models(fn: Callable, in_axes=0, mode: str | None = None) -> Callable:
     one grouped convolution), "map" (``lax.map``: the models one after another inside one compiled
     loop, the loop body's convolutions in canonical form on CPU), or "auto" (default, from
     ``JADV_STACK_MODELS``): "map" when the default backend is CPU, else "vmap". Why: XLA:CPU runs
-    the grouped convolutions of vmapped small CNNs slowly; training 4 MNIST CNNs with PGD-5 took
-    3.3x longer vmapped than mapped on the 2-core development CPU (BENCHMARKS.md). The results are
+    the grouped convolutions of vmapped small CNNs slowly; compiling and training 4 MNIST CNNs with
+    PGD-5 for 60 steps took 1.9x longer vmapped than mapped on the 2-core development CPU
+    (benchmarks/bench_model_stacking.py, BENCHMARKS.md). The results are
     the same either way (tests/test_cpu_loops.py); the outputs are stacked on axis 0.
     """
     mode = STACK_MODELS if mode is None else mode
