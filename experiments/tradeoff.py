@@ -517,7 +517,7 @@ def run(config, workdir: str) -> dict:
                  + "; ".join(f"eps_train {r['eps_train']:.3g}: {r['standard_theory']:.4f}/{r['robust_theory']:.4f}, "
                              f"weak |w| share {r['weak_l1_share']:.3f}, ||w|| {r['w_norm']:.3g}" for r in tr[1:])
                  + f" (standard/robust, exact accuracies of the trained unit-norm w; {th['models_per_program']} "
-                 "models trained as one vmapped program)",
+                 "models trained as one program)",
         verdict=bool(ok_i and ok_ii and ok_beyond), source=f"{SOURCE} Thm 2.2 (+ formaliser's eps_train < 2p-1); "
         "analysis-methods check 13 (logistic loss in place of the hinge-loss SVM)", command=cmd))
 
@@ -578,7 +578,7 @@ def run(config, workdir: str) -> dict:
         STUDY, f"2.15-{scfg.dataset}", f"standard accuracy decreases monotonically with eps_train (small CNN, "
         f"{scfg.dataset}, full training set; L-inf and L2 PGD-AT)" + big_note,
         measured="; ".join(meas15) + f" (tolerance one standard error, n_test {sweeps['linf']['n_test']}; "
-                 f"{sweeps['linf']['models_per_program']} + {sweeps['l2']['models_per_program']} models in two vmapped programs)",
+                 f"{sweeps['linf']['models_per_program']} + {sweeps['l2']['models_per_program']} models in two programs: vmap, or lax.map on CPU)",
         verdict=all(ok15), source=f"{SOURCE}; analysis-methods check 15", command=cmd))
     claims.append(claim(
         STUDY, f"2.16-{scfg.dataset}", "the standard-minus-AT gap in standard accuracy grows with the training-set "
