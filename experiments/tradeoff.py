@@ -230,8 +230,8 @@ def _pgd(model, params, x, y, key, eps, norm, steps):
 
 def train_cnns_many(model, x_all, y_all, order, sizes, eps, seeds, *, norm, steps, batch_size, lr,
                     attack_steps):
-    """Train M models as one program (``over_models``: vmap, or lax.map on CPU); model m is PGD-trained (eps_m; eps 0 = standard)
-    on minibatches drawn with replacement from ``order[:sizes[m]]`` (nested subsets)."""
+    """Train M models as one program (``over_models``: vmap, or lax.map on CPU); model m is
+    PGD-trained (eps_m; eps 0 = standard) on minibatches drawn with replacement from ``order[:sizes[m]]`` (nested subsets)."""
     x_all, y_all, order = jnp.asarray(x_all), jnp.asarray(y_all), jnp.asarray(order)
     opt = optax.adam(optax.cosine_decay_schedule(lr, steps))
 

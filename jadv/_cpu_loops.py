@@ -158,8 +158,7 @@ def over_models(fn: Callable, in_axes=0, mode: str | None = None) -> Callable:
     ``JADV_STACK_MODELS``): "map" when the default backend is CPU, else "vmap". Why: XLA:CPU runs
     the grouped convolutions of vmapped small CNNs slowly; compiling and training 4 MNIST CNNs with
     PGD-5 for 60 steps took 1.9x longer vmapped than mapped on the 2-core development CPU
-    (benchmarks/bench_model_stacking.py, BENCHMARKS.md). The results are
-    the same either way (tests/test_cpu_loops.py); the outputs are stacked on axis 0.
+    (benchmarks/bench_model_stacking.py, BENCHMARKS.md). The results are the same either way (tests/test_cpu_loops.py); the outputs are stacked on axis 0.
     """
     mode = STACK_MODELS if mode is None else mode
     check_choice("mode", mode, ("auto", "vmap", "map"))
@@ -168,13 +167,14 @@ def over_models(fn: Callable, in_axes=0, mode: str | None = None) -> Callable:
     if mode == "vmap":
         return jax.vmap(fn, in_axes=in_axes)
 
+    for a in ((in_axes,) if isinstance(in_axes, int) else tuple(in_axes)):
+        if a not in (0, None):
+            raise ValueError(f"over_models supports in_axes of 0 or None, got {a!r}")
+
     def mapped(*args):
         axes = (in_axes,) * len(args) if isinstance(in_axes, int) else tuple(in_axes)
         if len(axes) != len(args):
             raise ValueError(f"in_axes has {len(axes)} entries for {len(args)} arguments")
-        for a in axes:
-            if a not in (0, None):
-                raise ValueError(f"over_models supports in_axes of 0 or None, got {a!r}")
         stacked = tuple(a for a, ax in zip(args, axes) if ax == 0)
         if not stacked:
             raise ValueError("over_models needs at least one argument with a model axis (in_axes 0)")

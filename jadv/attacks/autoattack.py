@@ -13,8 +13,8 @@ Robust points are compacted on the host between attacks and attacked in fixed-sh
 batch padded by repetition) so each attack compiles once. When fewer points than ``batch_size`` are
 left, the batch shrinks to the next power of two that holds them (:func:`attack_batch_size`): late
 attacks on a few surviving points then cost what those points cost, not a whole padded batch (on a
-CPU, APGD-T, FAB-T and Square on 30 survivors padded to 200 took 30+ minutes per model). The final adversarial set is checked: max
-perturbation norm <= eps (+ tol), no NaN, values in [0, 1]; a violation raises
+CPU, APGD-T, FAB-T and Square on 30 survivors padded to 200 took 30+ minutes per model). The final
+adversarial set is checked: max perturbation norm <= eps (+ tol), no NaN, values in [0, 1]; a violation raises
 :class:`~jadv.attacks.evaluate.AttackCheckError`. The report also carries AutoAttack's
 gradient-masking flags. Any other list of attacks must use ``version="custom"``, which is reported
 under that name and never as "standard".
