@@ -77,7 +77,7 @@ class PreActResNet(nn.Module):
                                 name=f"layer{stage + 1}_{i}")(x, train, bn_set)
         x = nn.relu(Norm(self.norm, name="bn")(x, train=train, bn_set=bn_set))
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="linear")(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="linear")(x).astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 class BasicBlock(nn.Module):
@@ -157,7 +157,7 @@ class ResNet(nn.Module):
                 x = block(self.width * 2 ** stage, stride, self.norm, self.dtype,
                           name=f"layer{stage + 1}_{i}")(x, train, bn_set)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="linear")(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="linear")(x).astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 class CifarResNet(nn.Module):
@@ -185,7 +185,7 @@ class CifarResNet(nn.Module):
                 x = BasicBlock(width, stride, self.norm, self.dtype,
                                name=f"layer{stage + 1}_{i}")(x, train, bn_set)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="linear")(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="linear")(x).astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 class WideBlock(nn.Module):
@@ -232,4 +232,4 @@ class WideResNet(nn.Module):
                               name=f"block{stage + 1}_{i}")(x, train, bn_set)
         x = nn.relu(Norm(self.norm, name="bn1")(x, train=train, bn_set=bn_set))
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x).astype(jnp.promote_types(self.dtype, jnp.float32))

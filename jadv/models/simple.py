@@ -40,7 +40,7 @@ class Linear(nn.Module):
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):
         x = InputNormalize(self.mean, self.std)(x) if x.ndim == 4 else x
         x = x.reshape((x.shape[0], -1)).astype(self.dtype)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="dense")(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="dense")(x).astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 class MLP(nn.Module):
@@ -61,7 +61,7 @@ class MLP(nn.Module):
             x = nn.Dense(width, dtype=self.dtype, name=f"dense_{i}")(x)
             x = Norm(self.norm, name=f"norm_{i}")(x, train=train, bn_set=bn_set)
             x = nn.relu(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 class SmallCNN(nn.Module):
@@ -95,4 +95,4 @@ class SmallCNN(nn.Module):
             x = max_pool_2x2(x)
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc")(x))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.promote_types(self.dtype, jnp.float32))
