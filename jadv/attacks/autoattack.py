@@ -30,8 +30,8 @@ import numpy as np
 
 from jadv._checks import check_choice, check_norm, check_positive_int
 from jadv.attacks._validate import check_eps, check_images_np, check_key, check_labels_np, num_classes
-from jadv.attacks.evaluate import _bind, _padded_batches, check_perturbations, make_placer
-from jadv.attacks.masking_checks import masking_flags
+from jadv.attacks.evaluate import _bind, _padded_batches, check_attack_output, check_perturbations, make_placer
+from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
 from jadv.attacks.specs import make_attack
 
 __all__ = ["attack_batch_size", "autoattack", "standard_attacks"]
@@ -74,8 +74,10 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
         "custom" with ``attacks``: a list of callables ``(logits_fn, x, y, key) -> x_adv`` or dict specs
         (see :mod:`jadv.attacks.specs`; dicts get ``eps``/``norm`` filled in when missing).
       batch_size: fixed batch shape. verbose: print a line per attack to stderr. tol: tolerance of the
-      final checks. checks: also compute the gradient-masking flags (zero gradients, randomized,
-      softmax output, Square beating the white-box attacks) on the first batch.
+      final checks. checks: also compute the gradient-masking flags: "zero_gradients" on every
+      batch by AutoAttack's definition (the targeted-DLR input gradient at APGD start points of
+      radius ``eps``, :func:`~jadv.attacks.masking_checks.zero_gradient_mask`), "randomized" and
+      "softmax_output" on the first batch, "square_beats_whitebox" from the attacks' accuracies.
       shard: split each batch over all devices along a "data" mesh axis (batch_size must divide evenly).
     Returns:
       ``x_adv [N, H, W, C]`` (numpy; ``x`` where no attack succeeded) and a report dict: ``version``,
@@ -119,10 +121,20 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
     def predict(p, xb):
         return jnp.argmax(_bind(logits_fn, p)(xb), -1)
 
+    @jax.jit
+    def zero_grad_fn(p, xb, yb, kk):
+        return zero_gradient_mask(_bind(logits_fn, p), xb, yb, key=kk, eps=eps, norm=norm)
+
     n = len(x)
     pred = np.zeros(n, np.int64)
-    for idx, m in _padded_batches(np.arange(n), batch_size):
-        pred[idx[:m]] = np.asarray(predict(params, put(x[idx])))[:m]
+    n_zero_grad = 0
+    k_check = jax.random.fold_in(key, len(named))
+    for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
+        xb = put(x[idx])
+        pred[idx[:m]] = np.asarray(predict(params, xb))[:m]
+        if checks:
+            zg = zero_grad_fn(params, xb, put(y[idx]), jax.random.fold_in(k_check, bi))
+            n_zero_grad += int(np.asarray(zg)[:m].sum())
     robust = pred == y
     clean_acc = float(robust.mean())
     x_adv = x.copy()
@@ -131,9 +143,9 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
     entries = []
     for j, (name, fn) in enumerate(named):
         @jax.jit
-        def run(p, xb, yb, kk, fn=fn):
+        def run(p, xb, yb, kk, fn=fn, name=name):
             lf = _bind(logits_fn, p)
-            xa = fn(lf, xb, yb, kk)
+            xa = check_attack_output(name, xb, fn(lf, xb, yb, kk))
             return xa, jnp.argmax(lf(xa), -1) != yb
 
         t0 = time.time()
@@ -164,6 +176,6 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", at
     if checks:
         xb, yb = jnp.asarray(x[:batch_size]), jnp.asarray(y[:batch_size])
         accs = {e["name"]: e["robust_accuracy"] for e in entries}
-        report["flags"] = masking_flags(f, xb, yb, attack_accuracies=accs if len(accs) > 1 else None,
-                                        warn=verbose)
+        report["flags"] = masking_flags(f, xb, yb, zero_gradients=n_zero_grad / n,
+                                        attack_accuracies=accs if len(accs) > 1 else None, warn=verbose)
     return x_adv, report

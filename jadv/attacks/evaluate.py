@@ -28,12 +28,13 @@ from jadv.attacks._validate import (check_attack_inputs, check_eps, check_images
                                     check_labels_np, num_classes)
 from jadv.attacks.apgd import apgd
 from jadv.attacks.fgsm import fgsm
+from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
 from jadv.attacks.pgd import pgd
 from jadv.attacks.projections import per_example_norm
 from jadv.attacks.specs import make_attack
 
 __all__ = ["robust_accuracy", "robust_accuracy_curve", "perturbation_stats", "check_perturbations",
-           "AttackCheckError"]
+           "check_attack_output", "AttackCheckError"]
 
 
 class AttackCheckError(AssertionError):
@@ -109,6 +110,16 @@ def check_perturbations(x, x_adv, *, eps=None, norm="linf", tol=1e-5, name="atta
     return stats
 
 
+def check_attack_output(name, x, x_adv):
+    """``x_adv``, after checking (at trace time) that the attack ``name`` returned an array of the
+    shape of its input ``x``; a ValueError names the attack and both shapes."""
+    if getattr(x_adv, "shape", None) != x.shape:
+        got = getattr(x_adv, "shape", type(x_adv).__name__)
+        raise ValueError(f"attack {name!r} returned an array of shape {got}; an attack must return x_adv "
+                         f"of the shape of its input {x.shape}")
+    return x_adv
+
+
 def _spec_threat(spec):
     if isinstance(spec, dict):
         return spec.get("eps"), spec.get("norm", "linf")
@@ -137,13 +148,17 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
       return_adv: also return the worst-case adversarial points ``[N, ...]`` (the first attack that
         breaks a point gives it; ``x`` where none does).
       shard: split each batch over all devices (data parallelism; batch_size must divide evenly).
-      checks: add gradient-masking ``flags`` (see :func:`jadv.attacks.masking_checks.masking_flags`),
-        computed on the first batch and on the per-attack accuracies.
+      checks: add gradient-masking ``flags`` (see :func:`jadv.attacks.masking_checks.masking_flags`):
+        "zero_gradients" on every batch (AutoAttack's definition: the DLR gradient at APGD-style
+        start points of the first attack's eps and norm, or at the clean points when no attack
+        carries an eps), "randomized" and "softmax_output" on the first batch, and
+        "square_beats_whitebox" from the per-attack accuracies. ``False``: no ``flags``.
     Returns: dict with ``n``, ``clean_accuracy``, ``robust_accuracy``, ``per_attack`` (name -> accuracy
     under that attack alone, clean errors count as errors), ``robust`` (bool ``[N]``), ``time_s``
     (name -> seconds incl. compilation), ``checks`` (name -> max norm / NaN count / value range) and,
     with ``return_adv``, ``x_adv``.
-    Raises: :class:`AttackCheckError` when an attack leaves the ball/box or returns NaN.
+    Raises: :class:`AttackCheckError` when an attack leaves the ball/box or returns NaN; ValueError
+    when an attack returns an array of another shape than its input.
     """
     check_key(key)
     check_positive_int("batch_size", batch_size)
@@ -173,20 +188,26 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
     def clean_fn(p, xb, yb):
         return jnp.argmax(_bind(logits_fn, p)(xb), -1) == yb
 
-    def make_run(fn):
+    def make_run(nm, fn):
         @jax.jit
         def run(p, xb, yb, k):
             lf = _bind(logits_fn, p)
-            xa = fn(lf, xb, yb, k)
+            xa = check_attack_output(nm, xb, fn(lf, xb, yb, k))
             return xa, jnp.argmax(lf(xa), -1) == yb
         return run
 
-    runs = [make_run(fn) for _, fn in named]
+    runs = [make_run(nm, fn) for nm, (_, fn) in zip(names, named)]
+    zero_eps, zero_norm = next(((e, nm_) for e, nm_ in threats if e is not None), (None, "linf"))
+
+    @jax.jit
+    def zero_grad_fn(p, xb, yb, k):
+        return zero_gradient_mask(_bind(logits_fn, p), xb, yb, key=k, eps=zero_eps, norm=zero_norm or "linf")
     n = len(x)
     clean = np.zeros(n, bool)
     correct = {nm: np.zeros(n, bool) for nm in names}
     times = {nm: 0.0 for nm in names}
-    checks = {nm: {"max_norm": 0.0, "n_nan": 0, "min": 1.0, "max": 0.0} for nm in names}
+    box_checks = {nm: {"max_norm": 0.0, "n_nan": 0, "min": 1.0, "max": 0.0} for nm in names}
+    n_zero_grad = 0
     x_adv = x.copy() if return_adv else None
     t0 = time.time()
     n_batches = math.ceil(n / batch_size)
@@ -194,6 +215,8 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
         xb, yb = put(x[idx]), put(y[idx])
         clean[idx[:m]] = np.asarray(clean_fn(params, xb, yb))[:m]
         kb = jax.random.fold_in(key, bi)
+        if checks:
+            n_zero_grad += int(np.asarray(zero_grad_fn(params, xb, yb, jax.random.fold_in(kb, len(names))))[:m].sum())
         still = clean[idx[:m]].copy()
         for j, (nm, run) in enumerate(zip(names, runs)):
             ts = time.time()
@@ -203,7 +226,7 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
             times[nm] += time.time() - ts
             eps, norm = threats[j]
             st = check_perturbations(x[idx[:m]], xa, eps=eps, norm=norm or "linf", tol=tol, name=nm)
-            c = checks[nm]
+            c = box_checks[nm]
             c["max_norm"] = max(c["max_norm"], st["max_norm"])
             c["n_nan"] += st["n_nan"]
             c["min"], c["max"] = min(c["min"], st["min"]), max(c["max"], st["max"])
@@ -224,12 +247,12 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
     out = {"n": n, "clean_accuracy": float(clean.mean()) if n else 0.0,
            "robust_accuracy": float(robust.mean()) if n else 0.0,
            "per_attack": {nm: float(correct[nm].mean()) if n else 0.0 for nm in names},
-           "robust": robust, "time_s": times, "checks": checks}
+           "robust": robust, "time_s": times, "checks": box_checks}
     if return_adv:
         out["x_adv"] = x_adv
     if checks:
-        from jadv.attacks.masking_checks import masking_flags
         out["flags"] = masking_flags(f, jnp.asarray(x[:batch_size]), jnp.asarray(y[:batch_size]),
+                                     zero_gradients=n_zero_grad / n,
                                      attack_accuracies=out["per_attack"] if len(names) > 1 else None,
                                      warn=progress)
     return out

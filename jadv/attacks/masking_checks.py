@@ -13,23 +13,63 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from jadv.attacks._validate import check_attack_inputs
-from jadv.attacks.losses import cross_entropy
-from jadv.attacks.projections import per_example_norm
+from jadv.attacks._validate import check_attack_inputs, check_key
+from jadv.attacks.apgd import top_targets
+from jadv.attacks.losses import dlr, dlr_targeted, margin
+from jadv.attacks.projections import init_point, per_example_norm
 
-__all__ = ["eps_curve_flags", "zero_gradient_fraction", "is_randomized", "is_softmax_output", "square_beats_whitebox",
+__all__ = ["eps_curve_flags", "zero_gradient_mask", "zero_gradient_fraction", "is_randomized", "is_softmax_output", "square_beats_whitebox",
            "accuracy_increases_with_eps", "not_broken_at_large_eps", "masking_flags"]
 
 
-def zero_gradient_fraction(logits_fn, x, y):
-    """Share of examples whose input gradient of the CE loss is exactly zero (AA ``check_zero_gradients``).
+def _start_points(x, key, eps, norm):
+    if key is None or eps is None or not float(eps) > 0:
+        return x
+    return init_point(key, x, eps, norm, "apgd")
 
-    x ``[B, ...]``, y ``[B]``. Returns a float in [0, 1].
+
+def _dlr_check_loss(logits, y):
+    """The loss whose gradient AutoAttack checks: targeted DLR towards the runner-up class (APGD-T's
+    first target) for K >= 4, untargeted DLR for K = 3, the logit margin for K = 2."""
+    k = logits.shape[-1]
+    if k >= 4:
+        return dlr_targeted(logits, y, top_targets(lax.stop_gradient(logits), 1)[0])
+    if k == 3:
+        return dlr(logits, y)
+    return margin(logits, y)
+
+
+def zero_gradient_mask(logits_fn, x, y, *, key=None, eps=None, norm="linf"):
+    """Which points have an exactly zero input gradient, by AutoAttack's definition.
+
+    AutoAttack (Croce & Hein 2020, ``autoattack/checks.py`` ``check_zero_gradients``, called from
+    APGD's ``attack_single_run`` for the DLR losses) takes the gradient of the (targeted) DLR loss
+    at the attack's start points, on every batch it attacks, and flags a point whose gradient has
+    L1 norm 0. Here the start points are drawn as APGD draws them (``init_point(..., "apgd")``:
+    ``x`` plus a random vector of norm ``eps``, clipped to [0, 1]) when ``key`` and ``eps > 0`` are
+    given, else the clean points; the loss is :func:`_dlr_check_loss`. DLR is scale-invariant in
+    the logits, so a confident model whose softmax saturates (CE gradient exactly 0 in float32) is
+    not flagged, while a piecewise-constant model (rounding, thresholding, ``stop_gradient``) is.
+
+    x ``[B, H, W, C]``, y ``[B]`` int. Pure and jit-able. Returns bool ``[B]``.
     """
-    check_attack_inputs(logits_fn, x, y, 0.0, "linf")
-    g = jax.grad(lambda xa: jnp.sum(cross_entropy(logits_fn(xa), y)))(jnp.asarray(x))
-    return float(jnp.mean(per_example_norm(g, "l1") == 0))
+    x = jnp.asarray(x)
+    x0 = _start_points(x, key, eps, norm)
+    g = jax.grad(lambda xa: jnp.sum(_dlr_check_loss(logits_fn(xa), y)))(x0)
+    return per_example_norm(g, "l1") == 0
+
+
+def zero_gradient_fraction(logits_fn, x, y, *, key=None, eps=None, norm="linf"):
+    """Share of points flagged by :func:`zero_gradient_mask` (a float in [0, 1]).
+
+    x ``[B, ...]``, y ``[B]``; ``key``/``eps``/``norm`` choose the start points as there.
+    """
+    check_attack_inputs(logits_fn, x, y, 0.0 if eps is None else eps, norm)
+    if key is not None:
+        check_key(key)
+    return float(jnp.mean(zero_gradient_mask(logits_fn, x, y, key=key, eps=eps, norm=norm)))
 
 
 def is_randomized(logits_fn, x, y=None, *, n=5, alpha=1e-4):
@@ -79,18 +119,24 @@ def not_broken_at_large_eps(accuracy_at_large_eps, *, threshold=0.01):
     return bool(float(accuracy_at_large_eps) > threshold)
 
 
-def masking_flags(logits_fn, x, y, *, attack_accuracies=None, eps_grid=None, curve=None,
-                  large_eps_accuracy=None, warn=True):
+def masking_flags(logits_fn, x, y, *, key=None, eps=None, norm="linf", zero_gradients=None,
+                  attack_accuracies=None, eps_grid=None, curve=None, large_eps_accuracy=None, warn=True):
     """Collect the checks into ``{name: {"flag", "value", "message"}}`` and optionally warn.
 
-    Always runs: "zero_gradients", "randomized", "softmax_output" (on ``x, y``). With
-    ``attack_accuracies`` (name -> accuracy): "square_beats_whitebox". With ``eps_grid`` and ``curve``:
-    "accuracy_increases_with_eps". With ``large_eps_accuracy``: "not_broken_at_large_eps".
+    Always: "zero_gradients" (``zero_gradients``, the share of flagged points when the caller
+    checked every batch as :func:`robust_accuracy` and :func:`autoattack` do; else
+    :func:`zero_gradient_fraction` on ``x, y`` at start points drawn with ``key``, ``eps``,
+    ``norm``), "randomized" and "softmax_output" (on ``x, y``, as AutoAttack does on its first
+    batch). With ``attack_accuracies`` (name -> accuracy): "square_beats_whitebox". With
+    ``eps_grid`` and ``curve``: "accuracy_increases_with_eps". With ``large_eps_accuracy``:
+    "not_broken_at_large_eps".
     """
     out = {}
-    z = zero_gradient_fraction(logits_fn, x, y)
+    z = zero_gradient_fraction(logits_fn, x, y, key=key, eps=eps, norm=norm) if zero_gradients is None \
+        else float(zero_gradients)
     out["zero_gradients"] = {"flag": z > 0, "value": z,
-                             "message": f"{z:.2%} of the points have an exactly zero input gradient"}
+                             "message": f"{z:.2%} of the points have an exactly zero input gradient of the "
+                                        "DLR loss at the attack's start points"}
     r = is_randomized(logits_fn, x, y)
     out["randomized"] = {"flag": r, "value": r, "message": "the model output changes between calls on the same input"}
     s = is_softmax_output(logits_fn, x)
