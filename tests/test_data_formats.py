@@ -118,6 +118,7 @@ def add_bytes(tf, name, data, **attrs):
 import pytest  # noqa: E402
 
 import jadv.data as D  # noqa: E402
+from jadv.data import archive as _archive  # noqa: E402
 from jadv.data import image_folder as _image_folder  # noqa: E402
 from jadv.data import registry as _registry  # noqa: E402
 from jadv.data import tfds_source as _tfds  # noqa: E402
@@ -384,13 +385,48 @@ def test_safe_extract_rejects_malicious_archive(tmp_path, kind):
     assert sorted(p.name for p in work.iterdir()) == ["evil.tar.gz"]  # no temp folders left
 
 
-def test_safe_extract_inner_link_ok(tmp_path):
-    archive = tmp_path / "ok.tar"
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_safe_extract_refuses_every_link(tmp_path, kind):
+    """Even a link whose target reads as inside the archive: dataset archives need none."""
+    archive = tmp_path / "links.tar"
     with tarfile.open(archive, "w") as tf:
         add_bytes(tf, "d/a.txt", b"hello")
-        add_bytes(tf, "d/b.txt", b"", type=tarfile.SYMTYPE, linkname="a.txt")
-    dest = D.safe_extract(archive, tmp_path / "out")
-    assert open(os.path.join(dest, "d", "b.txt"), "rb").read() == b"hello"
+        add_bytes(tf, "d/b.txt", b"", type=kind, linkname="a.txt" if kind == tarfile.SYMTYPE else "d/a.txt")
+    with pytest.raises(ValueError, match=r"member 'd/b.txt' \((symbolic|hard) link to 'd?/?a.txt'"):
+        D.safe_extract(archive, tmp_path / "out")
+    with pytest.raises(ValueError, match="must not contain links"):
+        list(_archive.iter_files(archive))
+    assert not (tmp_path / "out").exists()
+
+
+def _path_max_link_chain(archive, outside, levels=24, width=200):
+    """The CVE-2025-4517 pattern: links ``s0 -> LONG``, ``s0/s1 -> LONG``, ... make the short name
+    ``s0/.../s23`` resolve to a path longer than PATH_MAX, where ``os.path.realpath`` (and with it
+    ``filter="data"``) stops resolving before Python 3.11.13; below it, ``up -> ../..`` resolves to
+    the extraction root, and ``up/esc`` reads as a path inside the archive but points at
+    ``outside``, where the last member writes a file."""
+    long = "d" * width
+    with tarfile.open(archive, "w") as tf:
+        prefix = ""
+        for i in range(levels):
+            add_bytes(tf, prefix + long, b"", type=tarfile.DIRTYPE)
+            add_bytes(tf, prefix + f"s{i}", b"", type=tarfile.SYMTYPE, linkname=long)
+            prefix += f"s{i}/"
+        add_bytes(tf, prefix + "up", b"", type=tarfile.SYMTYPE, linkname="../" * levels)
+        rel = os.path.abspath(outside).lstrip("/")
+        add_bytes(tf, prefix + "up/esc", b"", type=tarfile.SYMTYPE, linkname="../" * (levels + 1) + rel)
+        add_bytes(tf, prefix + "up/esc/evil.txt", b"escaped")
+
+
+def test_safe_extract_refuses_a_path_max_link_chain(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = tmp_path / "chain.tar"
+    _path_max_link_chain(archive, outside)
+    with pytest.raises(ValueError, match=r"refusing unsafe archive member 's0' \(symbolic link to 'd+\.\.\.'"):
+        D.safe_extract(archive, tmp_path / "dest")
+    assert list(outside.iterdir()) == [] and not (tmp_path / "dest").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.tar", "outside"]   # no temp folders left
 
 
 def test_cifar_archive_with_traversal_rejected_by_load(env, tmp_path):
