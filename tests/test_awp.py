@@ -102,3 +102,24 @@ def test_awp_defaults_and_warmup(key):
     assert float(ma["awp_norm"]) == 0.0
     for p, q in zip(_leaves(a.params), _leaves(b.params)):
         np.testing.assert_array_equal(p, q)
+
+
+def test_awp_warmup_counts_epochs_as_the_reference_scripts(key):
+    """TRADES-AWP's script loops ``for epoch in range(1, epochs + 1)`` and perturbs ``if epoch >=
+    awp_warmup`` (10): on from its 10th epoch, jadv's 0-based epoch 9. AT-AWP's loop counts from 0."""
+    from jadv.train.awp import AWP_EPOCH_BASE, awp_active
+    trades = [float(awp_active(e, 10.0, AWP_EPOCH_BASE["trades"])) for e in (8.0, 8.99, 9.0, 9.5, 10.0)]
+    assert trades == [0.0, 0.0, 1.0, 1.0, 1.0]
+    at = [float(awp_active(e, 1.0, AWP_EPOCH_BASE["pgd_at"])) for e in (0.0, 0.99, 1.0)]
+    assert at == [0.0, 0.0, 1.0]
+    assert float(awp_active(0.0, 0.0, 0)) == 1.0      # the AT-AWP default: on from the first step
+    # the train step: around TRADES with the default warm-up, the first perturbed step is the first
+    # step of (0-based) epoch 9
+    tr = train.make_objective({"name": "awp", "awp_inner": "trades", "eps": 0.1, "steps": 1})
+    step = jax.jit(make_train_step(tr, steps_per_epoch=2))
+    model, v, x, y = _setup(key)
+    norms = {}
+    for s in (17, 18):
+        state = _awp_state(model, v, optax.sgd(0.1)).replace(step=s)
+        norms[s] = float(step(state, {"image": x, "label": y}, key)[1]["awp_norm"])
+    assert norms[17] == 0.0 and norms[18] > 0.0

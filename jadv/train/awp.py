@@ -13,8 +13,10 @@ Per batch, after x_adv is crafted with the unperturbed weights w:
 5. ``w <- w - gamma v`` (the same v, removed *after* the step).
 
 Steps 3-5 are done by :func:`jadv.train.step.make_train_step` with the ``perturb`` hook, which
-returns ``gamma v``. No perturbation before epoch ``awp_warmup_epochs`` (0 around PGD-AT, 10
-around TRADES): the reference's ``if epoch >= awp_warmup``, with 0-based integer epochs.
+returns ``gamma v``. Warm-up: the reference applies AWP ``if epoch >= awp_warmup`` (0 around PGD-AT,
+10 around TRADES), counting epochs as its two scripts do: the AT-AWP script (built on
+robust_overfitting) from 0, the TRADES-AWP script (built on TRADES) from 1. So around TRADES, AWP is
+on from jadv's 0-based epoch 9, the reference's 10th epoch (:func:`awp_active`).
 """
 from __future__ import annotations
 
@@ -25,11 +27,23 @@ import jax.numpy as jnp
 
 from jadv._checks import check_choice, check_nonnegative
 
-__all__ = ["make_awp", "awp_direction", "AWP_DEFAULTS", "AWP_EPS"]
+__all__ = ["make_awp", "awp_direction", "awp_active", "AWP_DEFAULTS", "AWP_EPOCH_BASE", "AWP_EPS"]
 
 AWP_EPS = 1e-20
 # inner objective -> (gamma, warm-up epochs) of the reference code
 AWP_DEFAULTS = {"pgd_at": (0.01, 0.0), "trades": (5e-3, 10.0)}
+# inner objective -> the number the reference's epoch loop gives its first epoch
+AWP_EPOCH_BASE = {"pgd_at": 0, "trades": 1}
+
+
+def awp_active(epoch, warmup_epochs: float, epoch_base: int = 0):
+    """1.0 where AWP perturbs the weights, else 0.0: ``floor(epoch) + epoch_base >= warmup_epochs``.
+
+    ``epoch``: jadv's fractional 0-based epoch (scalar, may be traced); ``epoch_base``: what the
+    reference's loop calls its first epoch (:data:`AWP_EPOCH_BASE`). Returns a float32 scalar.
+    """
+    e = jnp.floor(jnp.asarray(epoch, jnp.float32)) + float(epoch_base)
+    return (e >= warmup_epochs).astype(jnp.float32)
 
 
 def awp_direction(params, proxy_params):
@@ -75,10 +89,11 @@ def make_awp(cfg):
         # one SGD step on -loss: w_proxy = w - lr * grad(-loss) = w + lr * grad(loss)
         proxy = jax.tree_util.tree_map(lambda w, gw: w + proxy_lr * gw, params, g)
         v = awp_direction(params, proxy)
-        active = (jnp.floor(jnp.asarray(epoch, jnp.float32)) >= warmup).astype(jnp.float32)
+        active = awp_active(epoch, warmup, AWP_EPOCH_BASE[inner_name])
         return jax.tree_util.tree_map(lambda t: (gamma * active) * t, v)
 
     settings = {**inner.settings, "awp_inner": inner_name, "awp_gamma": gamma,
                 "awp_warmup_epochs": warmup, "awp_proxy_lr": proxy_lr}
     return dataclasses.replace(inner, name="awp", perturb=perturb,
-                               needs_epoch=inner.needs_epoch or warmup > 0, settings=settings)
+                               needs_epoch=inner.needs_epoch or warmup > AWP_EPOCH_BASE[inner_name],
+                               settings=settings)
