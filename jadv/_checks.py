@@ -39,6 +39,38 @@ def check_nonnegative(name: str, value) -> None:
             raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
+def check_scalar(name: str, value, hint: str = "") -> None:
+    """``value`` must be a real scalar: a Python/NumPy number or a 0-d (possibly traced) array.
+
+    Only the type and the static shape are looked at, so this is safe on tracers inside
+    ``jit``/``vmap`` (a vmapped eps is a 0-d tracer per call). ``hint`` is appended to the
+    shape error (e.g. how to sweep several values).
+    """
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a real number (a float or a 0-d array), got {type(value).__name__} {value!r}")
+    try:
+        shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+    except Exception:  # objects NumPy cannot size
+        raise TypeError(f"{name} must be a real number (a float or a 0-d array), got {type(value).__name__}") from None
+    if shape != ():
+        raise ValueError(f"{name} must be a scalar, got an array of shape {shape}" + (f"; {hint}" if hint else ""))
+    try:
+        dtype = jnp.result_type(value)
+    except Exception:
+        raise TypeError(f"{name} must be a real number (a float or a 0-d array), got {type(value).__name__}") from None
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)) \
+            or jnp.issubdtype(dtype, jnp.bool_):
+        raise TypeError(f"{name} must be a real number (integer or floating dtype), got dtype {dtype}")
+
+
+def check_nonempty_batch(x, name: str = "x") -> None:
+    """The leading (batch) axis of ``x`` must hold at least one example (a static shape check)."""
+    shape = tuple(jnp.shape(x))
+    if len(shape) >= 1 and shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape}); an attack needs at least one example, "
+                         "so drop empty batches before calling it")
+
+
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")

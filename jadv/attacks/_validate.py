@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadv._checks import check_labels, check_nonnegative, check_norm, is_concrete
+from jadv._checks import (check_labels, check_nonempty_batch, check_nonnegative, check_norm, check_scalar,
+                          is_concrete)
 
 
 def num_classes(logits_fn, x) -> int:
@@ -39,6 +40,15 @@ def check_eps(eps, norm: str, x) -> None:
                              f"(largest meaningful value {bound:.4g} for inputs of shape {jnp.shape(x)[1:]})")
 
 
+EPS_SWEEP_HINT = ("an attack takes one radius for the whole batch; for several radii vmap over eps, "
+                  "jax.vmap(lambda e: attack(..., eps=e))(eps_grid), or use jadv.attacks.robust_accuracy_curve")
+
+
+def check_scalar_eps(eps) -> None:
+    """eps must be one real scalar (a Python number or a 0-d array, traced under vmap/jit is fine)."""
+    check_scalar("eps", eps, EPS_SWEEP_HINT)
+
+
 def check_images_np(x, name: str = "x", ndim=4) -> None:
     """Like :func:`jadv._checks.check_images`, but the value check runs in NumPy so it also works
     on concrete arrays closed over inside ``jit`` (where ``jnp.min`` would be staged)."""
@@ -66,11 +76,13 @@ def check_labels_np(y, batch_size: int, k: int | None = None, name: str = "y") -
 
 
 def check_attack_inputs(logits_fn, x, y, eps, norm, allowed_norms=("linf", "l2")) -> int:
-    """Check images, labels, norm and eps; return the number of classes."""
+    """Check images (non-empty batch), labels, norm and eps (one scalar); return the number of classes."""
     if not callable(logits_fn):
         raise TypeError(f"logits_fn must be callable x -> logits, got {type(logits_fn).__name__}")
     check_norm(norm, allowed_norms)
     check_images_np(x)
+    check_nonempty_batch(x)
+    check_scalar_eps(eps)
     k = num_classes(logits_fn, x)
     check_labels_np(y, jnp.shape(x)[0], k)
     check_eps(eps, norm, x)

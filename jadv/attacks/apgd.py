@@ -175,7 +175,8 @@ def apgd(logits_fn, x, y, *, key, eps, steps=100, norm="linf", loss="ce", restar
 
     Args:
       logits_fn: ``x[B, H, W, C] -> logits[B, K]``. x ``[B, H, W, C]`` in [0, 1]; y ``[B]`` int.
-      key: PRNG key. eps: radius. steps: iterations (100 in AutoAttack). norm: "linf" or "l2".
+      key: PRNG key. eps: radius, one scalar (may be traced; vmap over eps for several).
+      steps: iterations (100 in AutoAttack). norm: "linf" or "l2".
       loss: "ce", "dlr" (needs K >= 3) or "margin". restarts: >= 1, vmapped.
     Returns: ``x_adv [B, H, W, C]`` (``stop_gradient``), in the eps-ball and [0, 1].
     """

@@ -124,7 +124,8 @@ def fab_targeted(logits_fn, x, y, *, key, eps, steps=100, norm="linf", n_targets
     Args:
       logits_fn: ``x[B, H, W, C] -> logits[B, K]``. x ``[B, H, W, C]`` in [0, 1]; y ``[B]`` int.
       key: PRNG key (unused: one deterministic restart, as in AutoAttack standard).
-      eps: a found point counts only if its distance is ``<= eps``. steps: iterations per target.
+      eps: one scalar radius (may be traced); a found point counts only if its distance is ``<= eps``.
+      steps: iterations per target.
       norm: "linf" or "l2". n_targets: number of targets (< K). alpha_max, eta, beta: FAB constants.
     Returns: ``x_adv [B, H, W, C]``: the closest adversarial point (within eps) for broken points,
     ``x`` otherwise.

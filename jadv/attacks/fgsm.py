@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jadv._checks import check_choice, check_nonnegative
+from jadv._checks import check_choice, check_nonnegative, check_scalar
 from jadv.attacks._validate import check_attack_inputs, check_key, check_labels_np
 from jadv.attacks.pgd import attack_objective
-from jadv.attacks.projections import init_point, project, step_direction
+from jadv.attacks.projections import DEFAULT_INITS, init_point, project, step_direction
 
 __all__ = ["fgsm"]
 
@@ -21,7 +21,7 @@ def fgsm(logits_fn, x, y, *, eps, norm="linf", key=None, random_start=False, ste
 
     Args:
       logits_fn: ``x[B, H, W, C] -> logits[B, K]``. x: ``[B, H, W, C]`` in [0, 1]. y: ``[B]`` int.
-      eps: radius. norm: "linf" or "l2".
+      eps: radius, one scalar (may be traced; vmap over eps for several). norm: "linf" or "l2".
       key, random_start: with ``random_start=True`` (needs ``key``), ``x0`` is drawn uniformly in
         the Linf box / L2 ball around x ("uniform" / "ball" init) as in FGSM-RS; else ``x0 = x``.
       step_size: ``a``; defaults to ``eps`` (plain FGSM). FGSM-RS uses ``1.25 * eps``.
@@ -32,6 +32,7 @@ def fgsm(logits_fn, x, y, *, eps, norm="linf", key=None, random_start=False, ste
     check_choice("loss", loss, ("ce", "margin", "dlr"))
     if step_size is None:
         step_size = eps
+    check_scalar("step_size", step_size, "FGSM takes one step size for the whole batch")
     check_nonnegative("step_size", step_size)
     if targeted:
         if y_target is None:
@@ -42,7 +43,7 @@ def fgsm(logits_fn, x, y, *, eps, norm="linf", key=None, random_start=False, ste
     x = jnp.asarray(x)
     if random_start:
         check_key(key, "key (needed for random_start=True)")
-        x0 = init_point(key, x, eps, norm, "uniform" if norm == "linf" else "ball")
+        x0 = init_point(key, x, eps, norm, DEFAULT_INITS[norm])
     else:
         x0 = x
     objective = attack_objective(logits_fn, y, loss=loss, targeted=targeted, y_target=y_target)

@@ -35,11 +35,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jadv._checks import check_choice, check_nonnegative, check_norm, check_positive_int
+from jadv._checks import (check_choice, check_nonempty_batch, check_nonnegative, check_norm, check_positive_int,
+                          check_scalar)
 from jadv._cpu_loops import cpu_canonical
-from jadv.attacks._validate import check_attack_inputs, check_images_np, check_labels_np, check_eps, check_key
+from jadv.attacks._validate import (check_attack_inputs, check_eps, check_images_np, check_key, check_labels_np,
+                                    check_scalar_eps)
 from jadv.attacks.losses import get_loss
-from jadv.attacks.projections import _bcast, check_init, init_point, project, step_direction
+from jadv.attacks.projections import _bcast, init_point, project, resolve_init, step_direction
 
 __all__ = ["pgd", "pgd_generic", "attack_objective", "select_better", "UNROLL_NOTE"]
 
@@ -108,15 +110,18 @@ def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select, un
     return xa, l, s
 
 
-def _check_common(eps, step_size, steps, norm, init, restarts):
+def _check_common(eps, step_size, steps, norm, init, restarts) -> str:
+    """Check the hyperparameters shared by :func:`pgd` and :func:`pgd_generic`; return the init name
+    (``None`` resolved to the norm's default)."""
     check_norm(norm)
+    check_scalar("step_size", step_size, "PGD takes one step size for the whole batch")
     check_nonnegative("step_size", step_size)
     check_positive_int("steps", steps)
     check_positive_int("restarts", restarts)
-    check_init(init, norm)
+    return resolve_init(init, norm)
 
 
-def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1, init="uniform",
+def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1, init=None,
         loss="ce", targeted=False, y_target=None, select="best", unroll=1):
     """PGD attack on ``logits_fn`` (Madry et al. 2018).
 
@@ -124,9 +129,14 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
       logits_fn: ``x[B, H, W, C] -> logits[B, K]``.
       x: images ``[B, H, W, C]`` float in [0, 1]. y: labels ``[B]`` int.
       key: PRNG key (restart ``r`` uses ``fold_in(key, r)``).
-      eps: radius (scalar, may be traced for vmap over eps). step_size: step length alpha.
+      eps: radius, one scalar (may be traced: vmap over eps for several radii; an array
+        of radii is a ValueError). step_size: step length alpha.
       steps: number of gradient steps (>= 1). norm: "linf" or "l2". restarts: >= 1 (vmapped).
-      init: start point, see :data:`jadv.attacks.projections.INITS`.
+      init: start point, a name from :data:`jadv.attacks.INITS` that is defined for ``norm``, or
+        ``None`` (default) for the norm's default random start
+        (:data:`jadv.attacks.projections.DEFAULT_INITS`): "uniform" in the Linf box for
+        ``norm="linf"``, "ball" (uniform in the L2 ball) for ``norm="l2"``. An explicit init that
+        does not fit the norm (e.g. "uniform" with L2) is a ValueError.
       loss: "ce", "margin" or "dlr". targeted: minimise the loss toward ``y_target[B]`` instead.
       select: "best" (any iterate counts, default) or "last"; see the module docstring.
       unroll: passed to ``lax.fori_loop`` (``True``: fully unrolled). See :data:`UNROLL_NOTE`.
@@ -135,7 +145,7 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
     """
     k = check_attack_inputs(logits_fn, x, y, eps, norm)
     check_key(key)
-    _check_common(eps, step_size, steps, norm, init, restarts)
+    init = _check_common(eps, step_size, steps, norm, init, restarts)
     check_choice("loss", loss, ("ce", "margin", "dlr"))
     check_choice("select", select, ("best", "last"))
     if loss == "dlr" and k < 3:
@@ -160,7 +170,7 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
     return lax.stop_gradient(best[0])
 
 
-def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init="uniform", stop_gradient=True,
+def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init=None, stop_gradient=True,
                 unroll=1):
     """Maximise a per-example objective by projected gradient ascent and return the last iterate.
 
@@ -173,7 +183,8 @@ def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init="un
     Args:
       loss_fn: ``x_adv[B, ...] -> [B]`` per-example objective (its sum is differentiated; per-example
         normalisation of the step makes the batch size irrelevant).
-      x: ``[B, ...]`` float in [0, 1]. key, eps, step_size, steps, norm, init: as in :func:`pgd`.
+      x: ``[B, ...]`` float in [0, 1], B >= 1. key, eps, step_size, steps, norm, init: as in :func:`pgd`
+        (``init=None``: "uniform" for Linf, "ball" for L2).
       stop_gradient: wrap the result in ``lax.stop_gradient`` (default, as the references detach x').
       unroll: passed to ``lax.fori_loop`` (see :data:`UNROLL_NOTE`).
     Returns: ``x_adv [B, ...]``, the last iterate (the TRADES/MART/PGD-AT convention).
@@ -181,8 +192,12 @@ def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init="un
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable x_adv -> per-example loss, got {type(loss_fn).__name__}")
     check_images_np(x, ndim=None)
+    if jnp.ndim(x) < 1:
+        raise ValueError(f"x must be a batch [B, ...], got shape {jnp.shape(x)}")
+    check_nonempty_batch(x)
     check_key(key)
-    _check_common(eps, step_size, steps, norm, init, 1)
+    init = _check_common(eps, step_size, steps, norm, init, 1)
+    check_scalar_eps(eps)
     check_eps(eps, norm, x)
 
     def objective(xa):

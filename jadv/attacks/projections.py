@@ -11,7 +11,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["per_example_norm", "project", "clip_box", "step_direction", "init_point", "INITS"]
+__all__ = ["per_example_norm", "project", "clip_box", "step_direction", "init_point", "INITS", "DEFAULT_INITS",
+           "resolve_init"]
 
 # init name -> norms it is defined for (see robustness-libraries.md section 4.3)
 INITS = {
@@ -23,6 +24,11 @@ INITS = {
     "apgd": ("linf", "l2"),         # AutoAttack APGD: linf eps * t/||t||_inf, t ~ U(-1,1); l2 eps * n/||n||_2
     "normal_0.001": ("linf", "l2"),  # TRADES / MART training: x + 0.001 * N(0, I)
 }
+
+# ``init=None`` in :func:`jadv.attacks.pgd` / :func:`pgd_generic` / :func:`init_point` means the norm's
+# default random start: uniform in the Linf box (Madry et al. 2018) and uniform in the L2 ball
+# (Foolbox), the same starts as ``robust_accuracy_curve`` and FGSM-RS (``fgsm(random_start=True)``).
+DEFAULT_INITS = {"linf": "uniform", "l2": "ball"}
 
 
 def _bcast(s, v):
@@ -82,15 +88,16 @@ def _unit_l2(n):
     return n / (_bcast(per_example_norm(n, "l2"), n) + 1e-12)
 
 
-def init_point(key, x, eps, norm: str, init: str):
+def init_point(key, x, eps, norm: str, init: str | None):
     """Starting point of an attack, by name (robustness-libraries.md section 4.3), inside the ball and box.
 
     ``init`` in :data:`INITS`: "zero", "uniform" (Linf), "sphere", "uniform_radius", "ball" (L2),
-    "apgd" (AutoAttack's own), "normal_0.001" (TRADES). Returns ``x_init [B, ...]`` clipped to [0, 1]
+    "apgd" (AutoAttack's own), "normal_0.001" (TRADES); ``None``: the norm's default
+    (:data:`DEFAULT_INITS`). Returns ``x_init [B, ...]`` clipped to [0, 1]
     (and projected onto the ball, which only matters for "normal_0.001").
     Raises ValueError for an unknown init or one not defined for ``norm``.
     """
-    check_init(init, norm)
+    init = resolve_init(init, norm)
     eps = jnp.asarray(eps, x.dtype)
     if init == "zero":
         return x
@@ -121,3 +128,23 @@ def check_init(init: str, norm: str) -> None:
         raise ValueError(f"unknown init {init!r}; allowed: {', '.join(map(repr, INITS))}")
     if norm not in INITS[init]:
         raise ValueError(f"init {init!r} is not defined for norm {norm!r}; it supports {INITS[init]}")
+
+
+def resolve_init(init: str | None, norm: str) -> str:
+    """``init`` itself when it is defined for ``norm``; ``None`` -> the norm's default
+    (:data:`DEFAULT_INITS`: "uniform" for Linf, "ball" for L2). An explicit init that does not fit
+    the norm (e.g. "uniform" with L2) is a ValueError, never silently replaced."""
+    if init is None:
+        if norm not in DEFAULT_INITS:
+            raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(map(repr, DEFAULT_INITS))}")
+        return DEFAULT_INITS[norm]
+    if not isinstance(init, str):
+        raise TypeError(f"init must be a name from {', '.join(map(repr, INITS))} or None, "
+                        f"got {type(init).__name__}")
+    if init in INITS and norm in DEFAULT_INITS and norm not in INITS[init]:
+        fits = [name for name, norms in INITS.items() if norm in norms]
+        raise ValueError(f"init {init!r} is not defined for norm {norm!r}; it supports {INITS[init]}. "
+                         f"For {norm!r} use one of {', '.join(map(repr, fits))}, or init=None for the "
+                         f"norm's default ({DEFAULT_INITS[norm]!r})")
+    check_init(init, norm)
+    return init

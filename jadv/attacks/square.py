@@ -109,7 +109,8 @@ def square(logits_fn, x, y, *, key, eps, queries=5000, norm="linf", p_init=0.8, 
 
     Args:
       logits_fn: ``x[B, H, W, C] -> logits[B, K]`` (only evaluated, never differentiated).
-      x ``[B, H, W, C]`` in [0, 1]; y ``[B]`` int. key: PRNG key. eps: radius.
+      x ``[B, H, W, C]`` in [0, 1]; y ``[B]`` int. key: PRNG key. eps: radius, one scalar
+        (may be traced; vmap over eps for several).
       queries: random-search iterations after the initial query (5000 in AutoAttack).
       norm: "linf" or "l2" (L2 needs H, W >= 5). p_init: initial fraction of pixels (0 < p <= 1).
       loss: "margin" (``z_y - max_{i!=y} z_i``, minimised) or "ce" (``-CE``, minimised).

@@ -1,7 +1,12 @@
 """Image-folder trees ``<root>/<split>/<class>/<file>.{jpg,jpeg,png}``, as a folder or a tar archive.
 
 Classes are the sorted class-folder names (over all splits, so every split shares one label
-numbering; for CIFAR-10 this gives the canonical order). Images are decoded with Pillow, the
+numbering; for CIFAR-10 this gives the canonical order). A known dataset has a fixed class list
+(``classes=``, passed by :func:`jadv.data.load` for mnist, fashion_mnist, cifar10 and cifar100):
+then the split must hold one folder per class, named after the class (compared case-insensitively,
+with " ", "/" and "-" read as "_") or by its index "0".."K-1"; labels are the indices in that list,
+and a missing or unknown class folder is a ``ValueError`` naming it (never a silent renumbering
+of the remaining classes). Images are decoded with Pillow, the
 decoded arrays of every split are cached as ``.npz`` (see :mod:`jadv.data.cache`), so only the
 first load pays for decoding.
 
@@ -126,21 +131,88 @@ def decode_image_folder(source, *, mode: str = "RGB", order: str = "shuffled", w
     return splits, class_names
 
 
+def _folder_key(name: str) -> str:
+    return str(name).strip().lower().replace(" ", "_").replace("/", "_").replace("-", "_")
+
+
+def _check_class_list(classes) -> tuple:
+    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
+        raise ValueError(f"classes must be a sequence of distinct, non-empty class names, got {classes!r}")
+    classes = tuple(classes)
+    keys = [_folder_key(c) for c in classes]
+    if not classes or len(set(keys)) != len(keys):
+        raise ValueError(f"classes must be a sequence of distinct, non-empty class names, got {classes!r}")
+    return classes
+
+
+def apply_class_list(ds: Dataset, classes, source, name: str | None = None) -> Dataset:
+    """Relabel a split read with folder-name classes onto a fixed class list, refusing gaps.
+
+    ``ds.class_names`` are the class folders found; each must be a class of ``classes`` (by name,
+    see the module doc, or by index "0".."K-1"), and every class must have images in this split.
+    Returns a :class:`Dataset` with ``class_names=classes`` and labels indexing it.
+
+    Raises:
+      ValueError: a class folder that is not in ``classes`` (named), or classes without a folder /
+        without images in the split (named, with the full expected list).
+    """
+    classes = _check_class_list(classes)
+    name = name or ds.name
+    by_name = {_folder_key(c): i for i, c in enumerate(classes)}
+    by_index = {str(i): i for i in range(len(classes))}
+    found = list(ds.class_names)
+    candidates = [(by_name, False), (by_index, True)]
+    mapping, numeric = next(((m, num) for m, num in candidates
+                             if all((_folder_key(c) if not num else c.strip()) in m for c in found)), (None, None))
+    if mapping is None:
+        unknown = [c for c in found if _folder_key(c) not in by_name and c.strip() not in by_index]
+        if not unknown:   # a mix of names and indices
+            unknown = [c for c in found if _folder_key(c) not in by_name]
+        raise ValueError(f"{source}: unknown class folder(s) {', '.join(map(repr, unknown))} for {name}; "
+                         f"expected one folder per class, named {', '.join(map(repr, classes))} "
+                         f"(or by index 0..{len(classes) - 1})")
+    lut = np.array([mapping[c.strip() if numeric else _folder_key(c)] for c in found], dtype=np.int32)
+    labels = lut[ds.labels] if len(ds.labels) else np.zeros((0,), np.int32)
+    present = set(np.unique(labels).tolist())
+    missing = [i for i in range(len(classes)) if i not in present]
+    if missing:
+        shown = [str(i) if numeric else classes[i] for i in missing]
+        raise ValueError(f"{source}: split {ds.split!r} of {name} is missing class folder(s) "
+                         f"{', '.join(map(repr, shown))} ({len(missing)} of the {len(classes)} classes have no "
+                         f"images under {ds.split}/<class>/); a copy of {name} must hold every class: "
+                         f"{', '.join(map(repr, classes))}")
+    return Dataset(ds.images, labels, classes, ds.name, ds.split)
+
+
 def load_image_folder(source, split: str, *, name: str = "images", mode: str = "RGB",
-                      order: str = "shuffled", cache_dir=None, use_cache: bool = True) -> Dataset:
+                      order: str = "shuffled", cache_dir=None, use_cache: bool = True,
+                      classes=None) -> Dataset:
     """Load one split of an image-folder tree, decoding once and caching every split as ``.npz``.
 
     The cache file is ``<cache_dir>/<name>-<fingerprint>-<split>.npz`` where the fingerprint hashes
     the source's real path, size and mtime (for a folder: of every file in it), so a changed source
     is decoded again. ``cache_dir`` defaults to env ``JADV_CACHE_DIR`` or ``~/.cache/jadv``.
 
+    ``classes``: the fixed class list of a known dataset (e.g. :data:`jadv.data.CIFAR10_CLASSES`);
+    the split must then hold a folder with images for every class and no other folder (see
+    :func:`apply_class_list`), and labels index this list. ``None`` (default): the classes are the
+    sorted folder names found.
+
     Returns:
       :class:`Dataset` with images ``uint8 [N, H, W, 3]`` (``mode="RGB"``) or ``[N, H, W, 1]``.
 
     Raises:
-      ValueError: ``split`` not present in the tree (the message lists the splits found), or any
-        :func:`decode_image_folder` error.
+      ValueError: ``split`` not present in the tree (the message lists the splits found), a class
+        folder missing or unknown for ``classes`` (named), or any :func:`decode_image_folder` error.
     """
+    if classes is not None:
+        classes = _check_class_list(classes)
+    ds = _load_image_folder(source, split, name=name, mode=mode, order=order, cache_dir=cache_dir,
+                            use_cache=use_cache)
+    return ds if classes is None else apply_class_list(ds, classes, os.fspath(source), name)
+
+
+def _load_image_folder(source, split, *, name, mode, order, cache_dir, use_cache) -> Dataset:
     source = os.fspath(source)
     fp = _cache.source_fingerprint(source)
     tag = f"{name}-{mode}-{order}"

@@ -17,7 +17,9 @@ Search order, first hit wins (a file that is found but corrupt raises; it is not
      ``cifar-100-python``.
    - any of the four: an image-folder tree ``<root>/<name>/<split>/<class>/*.{jpg,png}`` or an
      archive ``<root>/<name>[-jpeg|-png].tar[.gz|.xz|...]`` holding ``<split>/<class>/*``,
-     e.g. ``cifar10-jpeg.tar.xz`` (decoded once, cached as ``.npz``).
+     e.g. ``cifar10-jpeg.tar.xz`` (decoded once, cached as ``.npz``). The tree must hold one
+     folder per class of the dataset's fixed class list (by name, e.g. ``airplane`` ... ``truck``,
+     or by index ``0``..``9``); a missing or unknown class folder is a ``ValueError`` naming it.
 2. fashion_mnist only: Debian's ``/usr/share/datasets/fashion-mnist/``
    (``apt-get install dataset-fashion-mnist``).
 3. TensorFlow Datasets, when ``tensorflow_datasets`` is importable and the data is prepared
@@ -124,13 +126,16 @@ def _try_root(root, name, split, cache_dir, looked):
         ok = _image_folder.is_image_folder(path) if kind == "folder" else os.path.isfile(path)
         if ok:
             return _image_folder.load_image_folder(path, split, name=name, mode=_MODES[name],
-                                                   cache_dir=cache_dir)
+                                                   cache_dir=cache_dir, classes=_CLASSES[name])
     return None
 
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
+# the fixed class list an image-folder copy of each known dataset must match (all classes present)
+_CLASSES = {"mnist": MNIST_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES,
+            "cifar10": _cifar.CIFAR10_CLASSES, "cifar100": _cifar.CIFAR100_CLASSES}
 
 
 def load(name: str, split: str, *, data_dir=None, cache_dir=None) -> Dataset:

@@ -46,7 +46,8 @@ models expect.
 Conversions: conv kernels OIHW -> HWIO, linear weights (out, in) -> (in, out), batch norm
 ``weight/bias/running_mean/running_var`` -> ``scale/bias/mean/var`` (epsilon 1e-5 and momentum
 0.1 are jadv's defaults, see :mod:`jadv.models.norm`). All arrays become float32 (half-precision
-checkpoints are upcast).
+checkpoints are upcast). A NaN or Inf in any converted tensor (weights, BN statistics,
+normalisation buffers) is a ``ValueError`` naming the key.
 """
 from __future__ import annotations
 
@@ -110,7 +111,16 @@ def _to_numpy(value, key: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == object:
         raise TypeError(f"state_dict[{key!r}] is not an array (got {type(value).__name__})")
-    return arr.astype(np.float32)
+    arr = arr.astype(np.float32)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int(arr.size - finite.sum()) - n_nan
+        where = tuple(int(i) for i in np.argwhere(~finite)[0]) if arr.ndim else ()
+        raise ValueError(f"state_dict[{key!r}] (shape {arr.shape}) holds {n_nan} NaN and {n_inf} Inf values "
+                         f"(first at index {where}); every weight and buffer must be finite: the checkpoint is "
+                         "corrupt or its training diverged")
+    return arr
 
 
 def _conv_kernel(w: np.ndarray) -> np.ndarray:
@@ -349,7 +359,7 @@ def from_torch(state_dict: Mapping, arch: str, *, mean=None, std=None, num_class
 
     Raises:
       ValueError: unknown arch; missing or unknown keys (named); a shape that does not fit;
-        bad or conflicting normalisation. TypeError: not a mapping of tensors.
+        NaN/Inf in a weight or buffer (named); bad or conflicting normalisation. TypeError: not a mapping of tensors.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")

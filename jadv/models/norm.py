@@ -11,9 +11,11 @@ adversarial inputs. The set used by a forward pass is chosen by the ``bn_set`` a
 from __future__ import annotations
 
 import math
+import numbers
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 NORMS = ("batch", "dual_batch", "group", "none")
 BN_SETS = ("clean", "adv")
@@ -75,13 +77,70 @@ class Norm(nn.Module):
         return x
 
 
+def check_num_classes(num_classes) -> None:
+    """A classifier head needs an int ``num_classes >= 1`` (1 = one logistic-regression logit)."""
+    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes must be an int >= 1, got {type(num_classes).__name__} {num_classes!r}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1 (the number of logits; 1 gives a single "
+                         f"logistic-regression logit), got {num_classes}")
+
+
+def _values(name: str, v) -> tuple:
+    try:
+        arr = np.ravel(np.asarray(v, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a sequence of numbers (one per input channel), "
+                        f"got {v!r}") from None
+    if arr.size == 0:
+        raise ValueError(f"{name} needs at least one value (one per input channel, or one for every channel)")
+    return tuple(float(a) for a in arr)
+
+
+def check_mean_std(mean, std) -> None:
+    """Input normalisation ``(x - mean) / std``: finite means, ``std > 0`` (and finite), and as many
+    values in each as input channels, or one value broadcast over every channel. The channel count
+    is checked against the input in :class:`InputNormalize`."""
+    m, s = _values("mean", mean), _values("std", std)
+    if not all(math.isfinite(v) for v in m):
+        raise ValueError(f"mean must be finite, got {m}")
+    if not all(math.isfinite(v) and v > 0 for v in s):
+        raise ValueError(f"std must be > 0 and finite (the input is divided by it), got {s}")
+    if len(m) != len(s) and 1 not in (len(m), len(s)):
+        raise ValueError(f"mean has {len(m)} values but std has {len(s)}; give one value per input "
+                         "channel in both (or one value to use for every channel)")
+
+
+def check_model_fields(module) -> None:
+    """Constructor checks shared by the jadv classifiers (``num_classes``, ``mean``/``std``)."""
+    check_num_classes(module.num_classes)
+    check_mean_std(module.mean, module.std)
+
+
 class InputNormalize(nn.Module):
-    """(x - mean) / std per channel; x is [B, H, W, C] in [0, 1]. No parameters."""
+    """(x - mean) / std per channel; x is [B, H, W, C] in [0, 1]. No parameters.
+
+    ``mean``/``std`` hold one value per channel or one value for every channel; ``std > 0``.
+    Raises ValueError at construction for a non-positive/non-finite std, and at call time when the
+    number of values fits neither 1 nor the input's channel count (checked on the static shape).
+    """
 
     mean: tuple = (0.0,)
     std: tuple = (1.0,)
 
+    def __post_init__(self):
+        check_mean_std(self.mean, self.std)
+        super().__post_init__()
+
     def __call__(self, x):
+        c = x.shape[-1]
+        for name, v in (("mean", self.mean), ("std", self.std)):
+            n = int(np.size(v))
+            if n not in (1, c):
+                fits = "1 value" if c == 1 else f"1 or {c} values"
+                raise ValueError(f"input normalisation: {name} has {n} values but the input has {c} "
+                                 f"channel(s) (x of shape {tuple(x.shape)}); give {fits} (one per channel, "
+                                 "or one for every channel)")
         mean = jnp.asarray(self.mean, x.dtype)
         std = jnp.asarray(self.std, x.dtype)
         return (x - mean) / std

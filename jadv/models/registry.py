@@ -6,6 +6,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jadv.models.resnet import CifarResNet, PreActResNet, ResNet, WideResNet
 from jadv.models.simple import MLP, Linear, SmallCNN
@@ -40,13 +41,20 @@ def get(name: str, **kwargs) -> nn.Module:
     Common keyword arguments: ``num_classes``, ``norm`` ("batch", "dual_batch", "group", "none"),
     ``mean``/``std`` (per-channel input normalisation applied inside the model), ``dtype``
     (computation dtype, e.g. ``jnp.bfloat16``; parameters stay float32).
+
+    Raises ValueError for an unknown name, ``num_classes < 1``, a ``std`` that is not > 0 and finite,
+    or ``mean``/``std`` of incompatible lengths (a mean/std that does not fit the input's channel
+    count is refused when the model is first applied); TypeError for bad argument types.
     """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
-    if "mean" in kwargs:
-        kwargs["mean"] = tuple(float(v) for v in kwargs["mean"])
-    if "std" in kwargs:
-        kwargs["std"] = tuple(float(v) for v in kwargs["std"])
+    for stat in ("mean", "std"):
+        if stat in kwargs:
+            try:
+                kwargs[stat] = tuple(float(v) for v in np.ravel(np.asarray(kwargs[stat], np.float64)))
+            except (TypeError, ValueError):
+                raise TypeError(f"{stat} must be a number or a sequence of numbers (one per input channel), "
+                                f"got {kwargs[stat]!r}") from None
     try:
         return _MODELS[name](**kwargs)
     except TypeError as err:

@@ -21,7 +21,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jadv.models.norm import InputNormalize, Norm
+from jadv.models.norm import InputNormalize, Norm, check_model_fields
 
 _he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -62,6 +62,10 @@ class PreActResNet(nn.Module):
     mean: tuple = (0.0,)
     std: tuple = (1.0,)
     dtype: jnp.dtype = jnp.float32
+
+    def __post_init__(self):
+        check_model_fields(self)   # num_classes >= 1, std > 0, ...
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):
@@ -133,6 +137,10 @@ class ResNet(nn.Module):
     std: tuple = (1.0,)
     dtype: jnp.dtype = jnp.float32
 
+    def __post_init__(self):
+        check_model_fields(self)   # num_classes >= 1, std > 0, ...
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):
         layouts = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
@@ -170,6 +178,10 @@ class CifarResNet(nn.Module):
     mean: tuple = (0.0,)
     std: tuple = (1.0,)
     dtype: jnp.dtype = jnp.float32
+
+    def __post_init__(self):
+        check_model_fields(self)   # num_classes >= 1, std > 0, ...
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):
@@ -217,6 +229,10 @@ class WideResNet(nn.Module):
     mean: tuple = (0.0,)
     std: tuple = (1.0,)
     dtype: jnp.dtype = jnp.float32
+
+    def __post_init__(self):
+        check_model_fields(self)   # num_classes >= 1, std > 0, ...
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):

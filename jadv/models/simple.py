@@ -10,7 +10,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jadv.models.norm import InputNormalize, Norm
+from jadv.models.norm import InputNormalize, Norm, check_model_fields
 
 
 def max_pool_2x2(x):
@@ -36,6 +36,10 @@ class Linear(nn.Module):
     std: tuple = (1.0,)
     dtype: jnp.dtype = jnp.float32
 
+    def __post_init__(self):
+        check_model_fields(self)   # num_classes >= 1, std > 0, ...
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):
         x = InputNormalize(self.mean, self.std)(x) if x.ndim == 4 else x
@@ -52,6 +56,10 @@ class MLP(nn.Module):
     mean: tuple = (0.0,)
     std: tuple = (1.0,)
     dtype: jnp.dtype = jnp.float32
+
+    def __post_init__(self):
+        check_model_fields(self)   # num_classes >= 1, std > 0, ...
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):
@@ -83,6 +91,10 @@ class SmallCNN(nn.Module):
     mean: tuple = (0.0,)
     std: tuple = (1.0,)
     dtype: jnp.dtype = jnp.float32
+
+    def __post_init__(self):
+        check_model_fields(self)   # num_classes >= 1, std > 0, ...
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool = False, bn_set: str = "clean"):
