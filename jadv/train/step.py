@@ -160,9 +160,10 @@ def make_robust_eval_step(*, eps: float, step_size: float, steps: int, norm: str
                           use_ema: bool = True, bn_set: str = "clean") -> Callable:
     """Build ``robust_eval_step(state, batch, key) -> {"correct", "robust", "count"}``.
 
-    A cheap PGD (:func:`jadv.attacks.pgd`, uniform random start, any-iterate success) on the
-    model with running BN statistics (test-time convention) through BN set ``bn_set``; an
-    example counts as robust when it is classified correctly both clean and under attack.
+    A cheap PGD (:func:`jadv.attacks.pgd`, the norm's default random start: uniform for Linf,
+    ball for L2; any-iterate success) on the model with running BN statistics (test-time
+    convention) through BN set ``bn_set``; an example counts as robust when it is classified
+    correctly both clean and under attack.
     Padded rows (``batch["mask"] == False``) are not counted. Used by the loop for the per-epoch
     ``val_robust_accuracy`` on a fixed held-out subset.
     """
