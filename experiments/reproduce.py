@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import html
 import importlib
-import json
 import os
-import socket
 import sys
 import time
 
@@ -34,6 +32,8 @@ for p in (HERE, ROOT):
         sys.path.insert(0, p)
 
 from common import load_config, read_json, write_json  # noqa: E402
+
+from jadv import _workdir_lock  # noqa: E402
 
 PROFILES = ("smoke", "default", "cpu", "full")
 STUDIES = ("sketchy_channels", "tradeoff", "scale_properties", "filter_lens", "sharpness")
@@ -66,55 +66,22 @@ def device_description() -> str:
 LOCK = "running.json"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def claim_study(workdir: str) -> dict | None:
     """Mark ``workdir`` as being run by this process (``workdir/running.json``: pid, host, start).
 
-    Returns None when the claim succeeded, else the holder's record: a live process on this host
-    that runs the same study into the same folder (two processes sharing an output folder split
-    the studies instead of corrupting one). A claim left by a killed process, or one that cannot
-    be read, is stale and taken over; a claim from another host is respected.
+    Returns None when the claim succeeded (or this process holds it already), else the holder's
+    record: a live process on this host that runs the same study into the same folder (two
+    processes sharing an output folder split the studies instead of corrupting one). A claim left
+    by a killed process, or one that cannot be read, is stale and taken over atomically (one
+    winner even when several processes find it stale at once: :mod:`jadv._workdir_lock`); a claim
+    from another host is respected.
     """
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, LOCK)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = read_json(path)
-                pid, host = int(holder["pid"]), str(holder["host"])
-            except (OSError, ValueError, KeyError, TypeError):
-                holder = None
-            if holder is not None and (host != me["host"] or (pid != me["pid"] and _alive(pid))):
-                return holder
-            os.remove(path)                       # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return None
-    raise RuntimeError(f"could not claim {workdir}: {path} keeps reappearing")
+    return _workdir_lock.claim(workdir, LOCK, reentrant=True)
 
 
 def release_study(workdir: str) -> None:
     """Remove this process's claim on ``workdir`` (never another process's)."""
-    path = os.path.join(workdir, LOCK)
-    try:
-        holder = read_json(path)
-        if int(holder["pid"]) == os.getpid() and holder["host"] == socket.gethostname():
-            os.remove(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    _workdir_lock.release(workdir, LOCK)
 
 
 def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict | None:

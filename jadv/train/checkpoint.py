@@ -2,9 +2,12 @@
 
 A workdir holds ``checkpoints/`` (the last ``keep`` states) and ``checkpoints_best/`` (the state
 with the best value of a held-out metric). Orbax writes each checkpoint to a temporary
-directory and renames it when complete, so a run killed mid-save keeps its previous checkpoint.
-A ``meta.json`` beside the checkpoints records the model's parameter structure; restoring into
-a state of a different model raises a ``ValueError`` that names the mismatch.
+directory and renames it when complete, so a run killed mid-save keeps its previous checkpoint;
+a new best checkpoint is complete before the old best one is removed. A checkpoint whose files
+were damaged later (truncated, garbled) is skipped by
+:meth:`Checkpointer.restore_latest_complete`, which falls back to the newest one that restores.
+A ``checkpoint_meta.json`` beside the checkpoints records the model's parameter structure;
+restoring into a state of a different model raises a ``ValueError`` that names the mismatch.
 """
 from __future__ import annotations
 
@@ -63,16 +66,18 @@ class Checkpointer:
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, step: int, state, metrics: dict[str, float] | None = None) -> None:
-        """Save ``state`` as checkpoint ``step`` (and as the best one if its metric improved)."""
+        """Save ``state`` as checkpoint ``step`` (and as the best one if its metric improved).
+
+        The new best checkpoint is complete on disk before the old one is removed (orbax commits
+        it, then drops the worse one: ``max_to_keep=1`` by ``best_fn``), so a kill at any moment
+        leaves at least one best checkpoint.
+        """
         tree = _savable(state)
         self._write_meta(tree)
         self._last.save(int(step), args=ocp.args.StandardSave(tree), force=True)
         if self._best is not None and metrics and self.best_metric in metrics:
             value = float(metrics[self.best_metric])
-            if self._improves(value):
-                # Keep only one best checkpoint: remove the old one before writing the new one.
-                for old in self._best.all_steps():
-                    self._best.delete(old)
+            if self._improves(value) and int(step) not in self._best.all_steps():
                 self._best.save(int(step), args=ocp.args.StandardSave(tree),
                                 metrics={self.best_metric: value}, force=True)
                 self._write_best_value(int(step), value)
@@ -89,6 +94,16 @@ class Checkpointer:
         _atomic_write_json(self._meta_path, meta)
 
     def best_value(self) -> float | None:
+        """The metric of the best checkpoint: as orbax stored it with that checkpoint (right even
+        after a kill between saving it and updating checkpoint_meta.json), else the meta's."""
+        step = self.best_step()
+        if step is not None:
+            try:
+                stored = self._best.metrics(step)
+            except Exception:  # noqa: BLE001 - unreadable metrics: fall back to the meta file
+                stored = None
+            if stored and self.best_metric in stored:
+                return float(stored[self.best_metric])
         best = self._read_meta().get("best")
         return None if best is None else float(best["value"])
 
@@ -110,7 +125,7 @@ class Checkpointer:
         return self._last.latest_step()
 
     def best_step(self) -> int | None:
-        return None if self._best is None else self._best.latest_step()
+        return None if self._best is None else self._best.best_step()
 
     def restore(self, state, *, which: str = "latest", step: int | None = None):
         """Restore into a state shaped like ``state`` (a concrete or abstract TrainState).
@@ -123,21 +138,63 @@ class Checkpointer:
             raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
         if manager is None:
             raise ValueError("this Checkpointer keeps no best checkpoint (best_metric is None)")
-        step = manager.latest_step() if step is None else step
+        step = (manager.latest_step() if which == "latest" else manager.best_step()) if step is None else step
         if step is None:
             return None
         target = _savable(state)
         self._check_structure(target)
+        return self._restore_step(manager, step, state, target)
+
+    def _restore_step(self, manager, step: int, state, target):
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
         try:
             restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"checkpoint {step} in {manager.directory} does not match the model/"
-                             f"optimizer being restored: {err}") from err
+                             f"optimizer being restored, or is damaged: {err}") from err
         return state.replace(step=restored["step"], params=restored["params"],
                              batch_stats=restored["batch_stats"], opt_state=restored["opt_state"],
                              extra=restored["extra"],
                              ema_params=restored.get("ema_params", state.ema_params))
+
+    def restore_latest_complete(self, state):
+        """Restore the newest checkpoint that can be read; returns ``(state or None, skipped)``.
+
+        ``skipped`` lists ``(step, reason)`` for newer checkpoints that could not be restored
+        (truncated or garbled files, e.g. a disk that filled up or a copy cut short). Those are
+        moved to ``checkpoints_damaged/`` (kept for inspection, out of the way of the resumed run's
+        saves). If no checkpoint can be restored, nothing is moved and a ``ValueError`` names every
+        step and its reason (a checkpoint of another model or optimizer ends up here too).
+        """
+        target = _savable(state)
+        self._check_structure(target)
+        skipped = []
+        for step in sorted(self._last.all_steps(), reverse=True):
+            try:
+                restored = self._restore_step(self._last, step, state, target)
+            except Exception as err:  # noqa: BLE001 - damaged files raise many kinds of errors
+                skipped.append((int(step), _reason(err.__cause__ or err)))
+                continue
+            for bad, _ in skipped:
+                self._set_aside(bad)
+            if skipped:
+                self._last.reload()
+            return restored, skipped
+        if skipped:
+            raise ValueError(f"no checkpoint in {self._last.directory} can be restored (from a "
+                             "different model or optimizer, or damaged): "
+                             + "; ".join(f"step {s}: {r}" for s, r in skipped))
+        return None, []
+
+    def _set_aside(self, step: int) -> None:
+        src = os.path.join(str(self._last.directory), str(step))
+        dest_dir = os.path.join(self.directory, "checkpoints_damaged")
+        os.makedirs(dest_dir, exist_ok=True)
+        dest = os.path.join(dest_dir, str(step))
+        n = 1
+        while os.path.exists(dest):
+            dest, n = os.path.join(dest_dir, f"{step}.{n}"), n + 1
+        os.replace(src, dest)
 
     def _check_structure(self, target) -> None:
         saved = self._read_meta().get("structure")
@@ -156,6 +213,12 @@ class Checkpointer:
         self._last.close()
         if self._best is not None:
             self._best.close()
+
+
+def _reason(err: BaseException) -> str:
+    """One line of an exception, for a warning (tensorstore errors run to pages)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 def _atomic_write_json(path: str, obj: Any) -> None:

@@ -85,3 +85,109 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict({"every_steps": 500, "keep": 2,
                                               "best_metric": placeholder(str), "best_mode": "max"})
     return c
+
+
+# -- checking a config ------------------------------------------------------------------------
+# Keys a training config may hold beyond those of base_config():
+FREE_FORM = ("model.kwargs",)           # the model's constructor arguments (each model has its own)
+RESOLVED = ("num_classes", "input_shape")  # written by resolve_config into config.json, so a saved
+                                           # config.json can be fed back to train_and_evaluate
+
+
+def _flat_keys(config, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in config.items():
+        name = f"{prefix}{k}"
+        out.append(name)
+        if isinstance(v, ml_collections.ConfigDict) and name not in FREE_FORM:
+            out += _flat_keys(v, f"{name}.")
+    return out
+
+
+def unknown_keys(config) -> list[str]:
+    """Dotted names of the keys of ``config`` that ``base_config()`` lacks (with a "did you
+    mean" where a known key is close); ``model.kwargs`` is free-form."""
+    import difflib
+
+    base = base_config()
+    known = _flat_keys(base)
+    problems = []
+
+    def walk(cfg, ref, prefix):
+        for k, v in cfg.items():
+            name = f"{prefix}{k}"
+            if name in FREE_FORM or (not prefix and k in RESOLVED):
+                continue
+            if k not in ref:
+                siblings = list(ref.keys())
+                close = difflib.get_close_matches(k, siblings, n=1, cutoff=0.6)
+                hint = [f"{prefix}{c}" for c in close] or [
+                    n for n in known if n.rsplit(".", 1)[-1] == k] or difflib.get_close_matches(
+                    name, known, n=1, cutoff=0.75)
+                problems.append(name + (f" (did you mean {hint[0]}?)" if hint else ""))
+                continue
+            if isinstance(v, ml_collections.ConfigDict) and isinstance(ref[k], ml_collections.ConfigDict):
+                walk(v, ref[k], f"{name}.")
+
+    walk(config, base, "")
+    return problems
+
+
+def _is_int(v) -> bool:
+    import numbers
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    import numbers
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_config(config) -> None:
+    """``ValueError`` naming the field and what is allowed for a config the loop cannot run.
+
+    Checked before anything is written to a workdir: unknown keys (compared with
+    :func:`base_config`, recursively; ``model.kwargs`` is free-form and ``num_classes`` /
+    ``input_shape`` may come from a saved config.json), and the sizes and periods that would make
+    the loop train nothing, divide by zero or loop forever.
+    """
+    unknown = unknown_keys(config)
+    if unknown:
+        raise ValueError(f"unknown config keys: {', '.join(unknown)}; the allowed keys are those of "
+                         "jadv.train.config.base_config() (model.kwargs is free-form)")
+    problems = []
+
+    def need(ok: bool, field: str, allowed: str):
+        if not ok:
+            value = config
+            for part in field.split("."):
+                value = value[part]
+            problems.append(f"{field}={value!r} ({allowed})")
+
+    def positive_int(field, *, none_ok=False, minimum=1):
+        value = config
+        for part in field.split("."):
+            value = value[part]
+        ok = (value is None and none_ok) or (_is_int(value) and value >= minimum)
+        need(ok, field, f"allowed: an integer >= {minimum}" + (" or None" if none_ok else ""))
+
+    positive_int("num_steps", none_ok=True)
+    if config.num_steps is None:
+        positive_int("num_epochs")
+    positive_int("batch_size")
+    positive_int("eval_batch_size")
+    positive_int("log_every_steps")
+    positive_int("checkpoint.every_steps")
+    positive_int("checkpoint.keep")
+    positive_int("train_size", none_ok=True)
+    positive_int("test_size", none_ok=True)
+    positive_int("val_size", minimum=0)
+    positive_int("robust_eval.batch_size")
+    positive_int("robust_eval.val_examples", minimum=0)
+    positive_int("robust_eval.test_examples", minimum=0)
+    need(_is_number(config.eval_every_epochs) and config.eval_every_epochs > 0, "eval_every_epochs",
+         "allowed: a number > 0")
+    need(config.checkpoint.best_mode in ("max", "min"), "checkpoint.best_mode", "allowed: 'max', 'min'")
+    need(_is_int(config.seed), "seed", "allowed: an integer")
+    if problems:
+        raise ValueError("bad training config: " + "; ".join(problems))

@@ -2,27 +2,34 @@
 
 What a workdir holds after a run: ``config.json`` (the resolved config), ``metrics.jsonl`` (one
 JSON object per log step and per evaluation), ``checkpoints/`` (+ ``checkpoints_best/`` when a
-best metric is configured) and ``results.json``. A run started on a workdir that has a
-checkpoint resumes from it and ends with the same parameters as an uninterrupted run: the data
-order of epoch e is drawn from ``fold_in(data_key, e)`` and the step key from
-``fold_in(step_key, step)``, so nothing depends on where the run stopped.
+best metric is configured) and ``results.json``; while a run is going, ``train.lock`` (its pid,
+host and start time); after an allowed config change, ``config.<step>.json`` (the config before
+it); after a resume that had to skip damaged checkpoints, ``checkpoints_damaged/``. A run
+started on a workdir that has a checkpoint resumes from it and ends with the same parameters as
+an uninterrupted run: the data order of epoch e is drawn from ``fold_in(data_key, e)`` and the
+step key from ``fold_in(step_key, step)``, so nothing depends on where the run stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import time
+import uuid
+import warnings
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jadv import _workdir_lock
 from jadv import data as jdata
 from jadv import models as jmodels
 from jadv.train import sharding
 from jadv.train.checkpoint import Checkpointer
+from jadv.train.config import check_config
 from jadv.train.objectives import make_objective
 from jadv.train.optim import make_optimizer
 from jadv.train.state import TrainState
@@ -149,19 +156,69 @@ def _round_up(n: int, k: int) -> int:
 
 # -- the loop ---------------------------------------------------------------------------------
 class MetricsWriter:
-    """Appends JSON lines to ``metrics.jsonl``; on resume, drops lines past the restored step."""
+    """Appends JSON lines to ``metrics.jsonl``; on resume, drops lines past the restored step.
+
+    The file is only ever replaced whole (a temporary file in the same folder, fsynced, then
+    ``os.replace``), so a kill while it is rewritten leaves the old file. A final line that is not
+    complete JSON (the run was killed while appending it) is dropped with a warning; a damaged
+    line before the last one is a ``ValueError`` naming it (that is not what a kill leaves).
+    """
 
     def __init__(self, path: str, resume_step: int):
         self.path = path
-        if os.path.exists(path):
-            with open(path) as f:
-                keep = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            with open(path, "w") as f:
-                f.writelines(keep)
+        if not os.path.exists(path):
+            return
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+        lines = [(i + 1, line) for i, line in enumerate(text.split("\n")) if line.strip()]
+        keep, changed = [], not text.endswith("\n") and bool(text)
+        for k, (number, line) in enumerate(lines):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a JSON {type(record).__name__}, not an object")
+            except ValueError as err:
+                if k == len(lines) - 1:
+                    warnings.warn(f"{path}: dropping line {number}, the last one, which is not a complete "
+                                  f"JSON record ({err}); a run killed while writing it leaves this",
+                                  stacklevel=3)
+                    changed = True
+                    continue
+                raise ValueError(f"{path}: line {number} is not a JSON record ({err}); only the last line "
+                                 "can be cut short by a kill. Repair or remove that line.") from err
+            if record.get("step", 0) <= resume_step:
+                keep.append(line + "\n")
+            else:
+                changed = True
+        if changed:
+            _atomic_write_text(path, "".join(keep))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step: a unique temporary file in the same folder,
+    flushed and fsynced, then ``os.replace``. A kill at any moment leaves the old or the new file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _format_eta(seconds: float) -> str:
@@ -183,11 +240,30 @@ def create_state(config, model, image_shape, total_steps, init_key, objective=No
     return state, schedule
 
 
-def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None) -> dict:
+def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
+                       allow_config_change: bool = False) -> dict:
     """Train per ``config``, evaluate, checkpoint and log into ``workdir``; returns results.
 
     ``stop_after_steps`` ends the run early after that many steps of *this call*, with a
     checkpoint written, as a kill would; a later call resumes (used by tests).
+
+    Safety (README, "Reliability"):
+
+    * The config is checked (:func:`jadv.train.config.check_config`: unknown keys, sizes and
+      periods < 1) before anything is written; a bad one is a ``ValueError`` naming the field.
+    * One run per workdir: the run holds ``workdir/train.lock`` (pid, host, start time) until it
+      ends, exceptions included. A second run on the same workdir while the first lives is a
+      ``RuntimeError`` naming the workdir and the holder's pid and host; a lock left by a killed
+      process on this host is taken over (:mod:`jadv._workdir_lock`).
+    * No silent config change: a workdir with a ``config.json`` is only continued with the same
+      resolved config; otherwise a ``ValueError`` names every key that differs (old -> new).
+      ``allow_config_change=True`` continues anyway: the old config is kept as
+      ``config.<step>.json`` and ``metrics.jsonl`` gets a ``{"kind": "config_change", "step": N,
+      "config_change": {key: {"old", "new"}}}`` record. Keys that may change freely:
+      :data:`CONFIG_KEYS_FREE_TO_CHANGE`.
+    * Resume skips a damaged newest checkpoint (with a warning naming its step and why) and
+      continues from the newest one that restores; a cut-short last line of metrics.jsonl is
+      dropped with a warning. metrics.jsonl, config.json and results.json are replaced atomically.
 
     Each evaluation record (``kind: "eval"``) holds ``val_accuracy``/``test_accuracy`` and, when
     ``config.robust_eval`` is enabled, ``val_robust_accuracy`` (PGD on the first
@@ -202,12 +278,107 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     run stops, the previous epoch's weights (kept in ``early_stop_ref/``) become the final state,
     and ``early_stop.json`` marks the workdir so that a later call does not train further.
     """
+    check_config(config)
+    if stop_after_steps is not None and not (isinstance(stop_after_steps, int) and stop_after_steps >= 1):
+        raise ValueError(f"stop_after_steps must be None or an integer >= 1, got {stop_after_steps!r}")
+    os.makedirs(workdir, exist_ok=True)
+    # with jax.distributed every process of the run works on the same workdir: process 0 holds it
+    lock = (_workdir_lock.hold(workdir, LOCK_NAME, what="a jadv training run") if jax.process_index() == 0
+            else contextlib.nullcontext())
+    with lock:
+        return _train_and_evaluate(config, workdir, stop_after_steps=stop_after_steps,
+                                   allow_config_change=allow_config_change)
+
+
+LOCK_NAME = "train.lock"
+
+# Keys of config.json that may differ when a workdir is continued, and why:
+CONFIG_KEYS_FREE_TO_CHANGE = {
+    # where the raw files live, not what they are: a moved data folder (or another machine's
+    # mount) is the same data, and a different data set shows up as changed model.mean/std,
+    # num_classes or input_shape, which do count
+    "data_dir": "location of the data files only",
+    # data parallelism over more or fewer devices gives the same parameters up to float
+    # reassociation (tests/test_train.py: 1 vs 8 devices); None means "all", which already
+    # differs between machines
+    "num_devices": "placement only",
+}
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+_ABSENT = "<absent>"
+
+
+def config_changes(saved: dict, config) -> dict:
+    """``{key: {"old": ..., "new": ...}}`` for every key whose value in the resolved ``config``
+    differs from the ``saved`` config.json (keys in :data:`CONFIG_KEYS_FREE_TO_CHANGE` aside)."""
+    old = _flatten(saved)
+    new = _flatten(json.loads(config.to_json_best_effort()))
+    changes = {}
+    for key in sorted(set(old) | set(new)):
+        if key in CONFIG_KEYS_FREE_TO_CHANGE or key.split(".")[0] in CONFIG_KEYS_FREE_TO_CHANGE:
+            continue
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if a != b:
+            changes[key] = {"old": a, "new": b}
+    return changes
+
+
+def _check_config_change(workdir: str, config, allow: bool) -> dict:
+    """The changes against ``workdir/config.json`` (empty if none or no config.json); raises
+    ``ValueError`` listing them unless ``allow``."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as err:
+        if not allow:
+            raise ValueError(f"{path} cannot be read ({err}), so this run cannot check that it continues "
+                             "with the same config; pass allow_config_change=True (experiments/train.py "
+                             "--allow_config_change) to continue anyway, or use a fresh workdir") from err
+        return {"config.json": {"old": f"unreadable ({err})", "new": "the config of this run"}}
+    changes = config_changes(saved, config)
+    if changes and not allow:
+        listed = "; ".join(f"{k}: {v['old']!r} -> {v['new']!r}" for k, v in changes.items())
+        raise ValueError(
+            f"{workdir} holds a run with a different config; changed keys (old -> new): {listed}. "
+            "Use a fresh workdir, or pass allow_config_change=True (experiments/train.py "
+            "--allow_config_change) to continue this run with the new config (the change is recorded "
+            "in metrics.jsonl and the old config kept as config.<step>.json)")
+    return changes
+
+
+def _archive_config(workdir: str, step: int) -> str:
+    """Keep the current config.json as config.<step>.json (config.<step>.<n>.json if taken)."""
+    name, n = f"config.{step}.json", 1
+    while os.path.exists(os.path.join(workdir, name)):
+        name, n = f"config.{step}.{n}.json", n + 1
+    with open(os.path.join(workdir, "config.json"), "rb") as f:
+        old = f.read().decode("utf-8", errors="replace")
+    _atomic_write_text(os.path.join(workdir, name), old)
+    return name
+
+
+def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
+                        allow_config_change: bool) -> dict:
     os.makedirs(workdir, exist_ok=True)
     t_start = time.time()
     train, val, test = load_splits(config)
     config = resolve_config(config, train)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=1))
+    changes = _check_config_change(workdir, config, allow_config_change)
     model = build_model(config)
     objective = make_objective(config.objective)
     mesh = sharding.make_mesh(config.num_devices)
@@ -223,7 +394,11 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     state, schedule = create_state(config, model, train.images.shape[1:], total_steps, init_key, objective)
     ckpt = Checkpointer(workdir, keep=config.checkpoint.keep, best_metric=config.checkpoint.best_metric,
                         best_mode=config.checkpoint.best_mode)
-    restored = ckpt.restore(state)
+    restored, skipped = ckpt.restore_latest_complete(state)
+    for bad_step, reason in skipped:
+        warnings.warn(f"checkpoint of step {bad_step} in {workdir} cannot be restored ({reason}); "
+                      f"moved to checkpoints_damaged/, resuming from step "
+                      f"{int(restored.step)} instead", stacklevel=2)
     if restored is not None:
         state = restored
         print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
@@ -236,6 +411,13 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         start_step = int(stopped["step"])
     state = sharding.replicate(state, mesh)
     writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step)
+    if changes:
+        archived = _archive_config(workdir, start_step)
+        writer.write({"step": start_step, "kind": "config_change", "config_change": changes,
+                      "previous_config": archived})
+        print(f"config changed at step {start_step} ({', '.join(changes)}); old config kept as "
+              f"{archived}", flush=True)
+    _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
     writer.write({"step": start_step, "kind": "setup", "objective": objective.name,
                   **{f"objective.{k}": v for k, v in objective.settings.items()},
                   "eval_bn_set": config.eval_bn_set, "robust_eval": config.robust_eval.to_dict(),
@@ -426,9 +608,7 @@ def _summarise(pending, step, steps_per_epoch, lr, rate) -> dict:
 
 
 def _atomic_write_json(path, obj):
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(f"{path}.tmp", path)
+    _atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def load_trained(workdir: str, *, which: str = "latest"):
