@@ -195,3 +195,69 @@ def test_adversarial_configs_build_their_objectives(name):
             assert c.checkpoint.best_metric in (None, "val_robust_accuracy")
         if "fgsm_rs" in name:
             assert c.early_stop.enabled
+
+
+def test_early_stop_checks_each_epochs_first_batch_with_batch_statistics(tmp_path, monkeypatch):
+    """The reference (fast_adversarial ``train_fgsm.py``) keeps ``first_batch`` = batch 0 of the
+    current epoch, as the loader gave it (augmented), and attacks it with the model still in train
+    mode (batch BN statistics). The check sees exactly that batch at every epoch end."""
+    from jadv import data as jdata
+    from jadv.train import loop as loop_mod
+    seen, modes = [], []
+    real = loop_mod.make_robust_eval_step
+
+    def recording(**kw):
+        step = real(**kw)
+        if kw.get("bn_mode", "eval") != "eval" or not kw.get("use_ema", True) is True:
+            modes.append(kw.get("bn_mode"))
+
+            def wrapped(state, batch, key):
+                jax.debug.callback(lambda im: seen.append(np.asarray(im)), batch["image"])
+                return step(state, batch, key)
+            return wrapped
+        return step
+
+    monkeypatch.setattr(loop_mod, "make_robust_eval_step", recording)
+    c = adv_config("fgsm_rs")
+    c.num_epochs = 3
+    c.augment.update(crop_flip=True, padding=2)
+    c.early_stop.update(enabled=True, drop=2.0)
+    wd = str(tmp_path / "w")
+    train.train_and_evaluate(c, wd)
+    assert modes == ["train_no_update"] and len(seen) == 3
+    # rebuild each epoch's first batch and its augmentation from the run's keys, independently
+    cfg = train.resolve_config(c, None) if False else None  # noqa: F841 (the loop's own keys below)
+    root = jax.random.key(c.seed)
+    _, step_key, data_key = jax.random.split(root, 3)
+    splits = train.load_splits(c) if hasattr(train, "load_splits") else loop_mod.load_splits(c)
+    tr = splits[0]
+    steps_per_epoch = len(tr.images) // c.batch_size
+    for epoch, img in enumerate(seen):
+        first = next(iter(jdata.epoch_batches(tr.images, tr.labels, batch_size=c.batch_size,
+                                              key=jax.random.fold_in(data_key, epoch), remainder="drop")))
+        aug_key, _ = jax.random.split(jax.random.fold_in(step_key, epoch * steps_per_epoch))
+        want = jdata.random_crop_flip(aug_key, first["image"].astype(jnp.float32) / 255.0, padding=2, flip=True)
+        np.testing.assert_array_equal(img, np.asarray(want))
+    assert not np.array_equal(seen[0], seen[1])          # not a fixed batch
+
+
+def test_robust_eval_step_with_batch_statistics(key):
+    """bn_mode "train_no_update": the batch's own BN statistics, running statistics untouched."""
+    from jadv.train.step import make_robust_eval_step
+    model = models.get("mlp", num_classes=10, hidden=(8,), norm="batch")
+    v = models.init_variables(model, key, (1, 8, 8, 1))
+    # running statistics far from the batch's: eval mode and batch mode must disagree
+    v = {"params": v["params"], "batch_stats": jax.tree.map(lambda a: a + 5.0, v["batch_stats"])}
+    state = train.TrainState.create(apply_fn=model.apply, variables=v, tx=optax.sgd(0.1))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(size=(32, 8, 8, 1)), jnp.float32)
+    train_logits = model.apply(v, x, train=True, mutable=["batch_stats"])[0]
+    y = jnp.argmax(train_logits, -1).astype(jnp.int32)
+    batch = {"image": x, "label": y}
+    kw = dict(eps=0.0, step_size=0.0, steps=1, use_ema=False)
+    out = jax.jit(make_robust_eval_step(bn_mode="train_no_update", **kw))(state, batch, key)
+    assert int(out["correct"]) == 32 == int(out["robust"])           # eps 0: clean = train-mode argmax
+    eval_correct = int(jnp.sum(jnp.argmax(model.apply(v, x, train=False), -1) == y))
+    assert int(jax.jit(make_robust_eval_step(**kw))(state, batch, key)["correct"]) == eval_correct < 32
+    with pytest.raises(ValueError, match="bn_mode"):
+        make_robust_eval_step(bn_mode="train", **kw)

@@ -62,11 +62,14 @@ def base_config() -> ml_collections.ConfigDict:
         "step_size": placeholder(float),       # None: 2.5 * eps / steps
         "norm": placeholder(str), "val_examples": 512, "test_examples": 0, "batch_size": 256})
     # Catastrophic-overfitting early stop of Wong et al. 2020 (for fgsm_rs): after each epoch,
-    # PGD-`steps` on the first training batch (fixed); stop and keep the previous epoch's
-    # weights when robust accuracy drops by more than `drop`.
+    # PGD-`steps` on that epoch's first training batch (augmented, batch BN statistics); stop and
+    # keep the previous epoch's weights when robust accuracy drops by more than `drop`.
     c.early_stop = ml_collections.ConfigDict({"enabled": False, "steps": 5,
                                               "step_size": placeholder(float),  # None: eps / 4
-                                              "drop": 0.2})
+                                              "drop": 0.2,
+                                              # "train_no_update": batch statistics, as the
+                                              # reference (model left in train mode); or "eval"
+                                              "bn_mode": "train_no_update"})
     # optimisation
     c.batch_size = 128
     c.num_epochs = 1

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jadv._checks import check_choice
 from jadv import _workdir_lock
 from jadv import data as jdata
 from jadv import models as jmodels
@@ -33,7 +34,7 @@ from jadv.train.config import check_config
 from jadv.train.objectives import make_objective
 from jadv.train.optim import make_optimizer
 from jadv.train.state import TrainState
-from jadv.train.step import make_eval_step, make_robust_eval_step, make_train_step
+from jadv.train.step import images_to_float, make_eval_step, make_robust_eval_step, make_train_step
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -123,6 +124,7 @@ def _resolve_objective(config) -> None:
             raise ValueError("early_stop needs an adversarial objective with eps (e.g. fgsm_rs)")
         if es.step_size is None:
             es.step_size = float(eps) / 4.0
+        check_choice("early_stop.bn_mode", es.bn_mode, ("train_no_update", "eval"))
 
 
 def build_model(config):
@@ -272,9 +274,11 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     images; for logging only). ``checkpoint.best_metric = "val_robust_accuracy"`` keeps the best
     checkpoint by held-out robust accuracy beside the last ones.
 
-    With ``config.early_stop.enabled`` (FGSM-RS, Wong et al. 2020) every epoch end runs PGD on the
-    first training batch (fixed: the first batch of epoch 0) and logs a ``kind: "early_stop"``
-    record; if robust accuracy fell by more than ``early_stop.drop`` since the previous epoch the
+    With ``config.early_stop.enabled`` (FGSM-RS, Wong et al. 2020) every epoch end runs PGD on
+    that epoch's first training batch, as its train step saw it (augmented), with the batch's own
+    BN statistics (``early_stop.bn_mode`` "train_no_update": the reference's model stays in train
+    mode; its check's forward passes also move the running statistics, which jadv leaves alone)
+    and logs a ``kind: "early_stop"`` record; if robust accuracy fell by more than ``early_stop.drop`` since the previous epoch the
     run stops, the previous epoch's weights (kept in ``early_stop_ref/``) become the final state,
     and ``early_stop.json`` marks the workdir so that a later call does not train further.
     """
@@ -459,16 +463,29 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
         return record
 
     es = config.early_stop
-    es_ckpt, es_batch, es_prev = None, None, None
+    es_ckpt, es_prev = None, None
     if es.enabled and stopped is None:
         es_ckpt = Checkpointer(os.path.join(workdir, "early_stop_ref"), keep=1)
         es_step = jax.jit(make_robust_eval_step(eps=float(config.objective.eps), step_size=float(es.step_size),
                                                 steps=int(es.steps), norm=config.objective.norm,
-                                                use_ema=False, bn_set=config.eval_bn_set))
-        first = next(iter(jdata.epoch_batches(train_images, train_labels, batch_size=config.batch_size,
-                                              key=jax.random.fold_in(data_key, 0), remainder="drop")))
-        es_batch = sharding.shard_batch(first, mesh)
+                                                use_ema=False, bn_set=config.eval_bn_set,
+                                                bn_mode=es.bn_mode))
         es_prev = _last_early_stop_value(os.path.join(workdir, "metrics.jsonl"))
+
+        def es_batch_of(epoch):
+            """The epoch's first training batch as its train step saw it (augmented)."""
+            first = next(iter(jdata.epoch_batches(train_images, train_labels, batch_size=config.batch_size,
+                                                  key=jax.random.fold_in(data_key, epoch), remainder="drop")))
+            first = sharding.shard_batch(first, mesh)
+            return dict(first, image=augmented_first(first["image"], epoch * steps_per_epoch))
+
+        @jax.jit
+        def augmented_first(images, first_step):
+            x = images_to_float(images)
+            if augment is None:
+                return x
+            aug_key, _ = jax.random.split(jax.random.fold_in(step_key, first_step))
+            return augment(aug_key, x)
 
     step, pending, last_log_t, last_log_step = start_step, [], time.time(), start_step
     last_eval = None
@@ -501,7 +518,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                       f"{rate:.1f} steps/s | ETA {_format_eta((total_steps - step) / max(rate, 1e-9))}",
                       flush=True)
             if es_ckpt is not None and last_of_epoch:
-                out = jax.device_get(es_step(state, es_batch, eval_key))
+                out = jax.device_get(es_step(state, es_batch_of(step // steps_per_epoch - 1), eval_key))
                 rob = float(out["robust"]) / float(out["count"])
                 drop = es_prev is not None and rob - es_prev < -float(es.drop)
                 writer.write({"step": step, "epoch": step / steps_per_epoch, "kind": "early_stop",

@@ -157,27 +157,30 @@ def make_eval_step(*, use_ema: bool = True, bn_set: str = "clean") -> Callable:
 
 
 def make_robust_eval_step(*, eps: float, step_size: float, steps: int, norm: str = "linf",
-                          use_ema: bool = True, bn_set: str = "clean") -> Callable:
+                          use_ema: bool = True, bn_set: str = "clean", bn_mode: str = "eval") -> Callable:
     """Build ``robust_eval_step(state, batch, key) -> {"correct", "robust", "count"}``.
 
     A cheap PGD (:func:`jadv.attacks.pgd`, the norm's default random start: uniform for Linf,
-    ball for L2; any-iterate success) on the model with running BN statistics (test-time
-    convention) through BN set ``bn_set``; an example counts as robust when it is classified
-    correctly both clean and under attack.
-    Padded rows (``batch["mask"] == False``) are not counted. Used by the loop for the per-epoch
-    ``val_robust_accuracy`` on a fixed held-out subset.
+    ball for L2; any-iterate success) through BN set ``bn_set``; an example counts as robust when
+    it is classified correctly both clean and under attack. ``bn_mode`` "eval" (default, the
+    test-time convention) uses running BN statistics; "train_no_update" uses the batch's own
+    statistics and leaves the running ones alone (the catastrophic-overfitting check of Wong et al.
+    2020, whose model stays in train mode). Padded rows (``batch["mask"] == False``) are not
+    counted. Used by the loop for the per-epoch ``val_robust_accuracy`` on a fixed held-out
+    subset and for the FGSM-RS early stop. ``batch["image"]`` may be uint8 or float in [0, 1].
     """
     from jadv.attacks.pgd import pgd
+
+    if bn_mode not in ("eval", "train_no_update"):
+        raise ValueError(f"robust_eval_step bn_mode must be 'eval' or 'train_no_update', got {bn_mode!r}")
 
     def robust_eval_step(state, batch, key):
         x = images_to_float(batch["image"])
         y = batch["label"]
         mask = batch.get("mask", jnp.ones(y.shape, bool))
         variables = state.eval_variables(use_ema)
-
-        def logits_fn(xa):
-            return state.apply_fn(variables, xa, train=False, bn_set=bn_set)
-
+        logits_fn = ModelFns(state.apply_fn).logits_fn(variables["params"], variables.get("batch_stats", {}),
+                                                       bn_mode=bn_mode, bn_set=bn_set)
         x_adv = pgd(logits_fn, x, y, key=key, eps=eps, step_size=step_size, steps=steps, norm=norm)
         clean_ok = (jnp.argmax(logits_fn(x), -1) == y) & mask
         adv_ok = (jnp.argmax(logits_fn(x_adv), -1) == y) & clean_ok
