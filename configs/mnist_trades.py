@@ -1,21 +1,21 @@
 """TRADES (Zhang et al. 2019) on MNIST, Linf eps = 0.3, beta = 6 (the paper's MNIST setting).
 
 Attack: KL-PGD from x + 0.001 N(0, I), sign steps, model in eval BN mode (the reference).
-Variants:
+Profiles:
 - ``smoke``: seconds, for tests.
-- ``cpu``: the small CNN of ``mnist_standard.py``, 7 attack steps of 0.05, eps warm-up over the
+- ``medium``: the small CNN of ``mnist_standard.py``, 7 attack steps of 0.05, eps warm-up over the
   first epoch, 8 epochs, Adam 1e-3 cosine, batch 128, attack loop unrolled: the same budget as
-  ``mnist_pgd_at.py:cpu`` (its 3-epoch version stayed under the robust target). Wall time and
+  ``mnist_pgd_at.py:medium`` (its 3-epoch version stayed under the robust target). Wall time and
   accuracies are in RESULTS.md.
-- ``full``: TRADES' MNIST script: 40 steps of 0.01, SGD 0.01 momentum 0.9, batch 128, 100 epochs,
+- ``paper``: TRADES' MNIST script: 40 steps of 0.01, SGD 0.01 momentum 0.9, batch 128, 100 epochs,
   LR x0.1 at epochs 55, 75, 90; model: 32/64 conv filters and a 200-unit dense layer (TRADES'
   SmallCNN has two convs per stage and two 200-unit layers).
 """
-from jadv.train.config import base_config, check_variant
+from jadv.train.config import base_config, check_profile
 
 
-def get_config(variant: str = "cpu"):
-    variant = check_variant(variant)
+def get_config(profile: str = "medium"):
+    profile = check_profile(profile, allowed=("smoke", "medium", "paper"))
     c = base_config()
     c.dataset = "mnist"
     c.model.name = "small_cnn"
@@ -24,7 +24,7 @@ def get_config(variant: str = "cpu"):
     c.val_size = 1000
     c.checkpoint.best_metric = "val_robust_accuracy"
     c.robust_eval.update(steps=10, val_examples=500)
-    if variant == "full":
+    if profile == "paper":
         c.model.kwargs = {"conv1_filters": 32, "widths": (64,), "hidden": 200}
         c.objective.update(steps=40, step_size=0.01)
         c.batch_size, c.num_epochs = 128, 100
@@ -36,7 +36,7 @@ def get_config(variant: str = "cpu"):
         c.objective.update(steps=7, step_size=0.05, eps_warmup_epochs=1.0, attack_unroll=True)
         c.batch_size, c.num_epochs = 128, 8
         c.optimizer.update(name="adam", lr=1e-3, schedule="cosine", weight_decay=0.0)
-    if variant == "smoke":
+    if profile == "smoke":
         c.train_size, c.val_size, c.test_size, c.batch_size, c.num_epochs = 512, 128, 256, 64, 1
         c.objective.update(steps=3, eps_warmup_epochs=0.0)
         c.robust_eval.update(steps=3, val_examples=128)

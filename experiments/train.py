@@ -1,6 +1,6 @@
 """Train a model from a config file.
 
-    python experiments/train.py --config configs/mnist_standard.py:cpu --workdir runs/mnist \\
+    python experiments/train.py --config configs/mnist_standard.py:medium --workdir runs/mnist \\
         [--config.num_epochs=2 --config.data_dir=../shared/data] [--allow_config_change]
 
 Rerunning on the same workdir resumes from its last checkpoint, with the same config: a rerun

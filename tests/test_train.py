@@ -98,8 +98,12 @@ def test_unknown_names_are_clear_errors(tmp_path):
         train.make_optimizer(cfg, 10)
     with pytest.raises(ValueError, match="unknown dataset|unknown name|not a known"):
         train.train_and_evaluate(smoke_config(dataset="imagenet"), str(tmp_path / "y"))
-    with pytest.raises(ValueError, match="unknown config variant"):
-        train.check_variant("gpu")
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        train.check_profile("gpu")
+    with pytest.raises(ValueError, match="'cpu' is now 'medium'"):
+        train.check_profile("cpu")
+    with pytest.raises(ValueError, match="no 'small' profile"):
+        train.check_profile("small", allowed=("smoke", "medium", "paper"))
 
 
 def test_train_step_matches_a_hand_written_sgd_step(key):

@@ -175,23 +175,23 @@ def test_robust_eval_step_counts_clean_and_robust_correct(key):
     assert int(big["correct"]) == 4 and int(big["robust"]) <= 4
 
 
-def _load_config(path, variant):
+def _load_config(path, profile):
     spec = importlib.util.spec_from_file_location("cfg", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.get_config(variant)
+    return mod.get_config(profile)
 
 
 @pytest.mark.parametrize("name", ["mnist_pgd_at", "mnist_trades", "mnist_fgsm_rs",
                                   "cifar10_pgd_at", "cifar10_trades", "cifar10_fgsm_rs"])
 def test_adversarial_configs_build_their_objectives(name):
-    for variant in ("smoke", "cpu", "full"):
-        c = _load_config(os.path.join(ROOT, "configs", f"{name}.py"), variant)
+    for profile in ("smoke", "medium", "paper"):
+        c = _load_config(os.path.join(ROOT, "configs", f"{name}.py"), profile)
         obj = train.make_objective(c.objective)
         assert obj.name == c.objective.name
         eps = 0.3 if name.startswith("mnist") else (0.031 if "trades" in name else 8 / 255)
         assert c.objective.eps == pytest.approx(eps)
-        if variant == "full" or name.startswith("mnist"):
+        if profile == "paper" or name.startswith("mnist"):
             assert c.checkpoint.best_metric in (None, "val_robust_accuracy")
         if "fgsm_rs" in name:
             assert c.early_stop.enabled

@@ -3,10 +3,11 @@
 ``state, metrics = train_step(state, batch, key)`` where the objective (standard, and the
 adversarial methods) is chosen by name in the config, not by a fork of the loop.
 """
+from jadv._cpu_loops import over_models
 from jadv.train.adversarial import craft, warmup_factor
 from jadv.train.awp import awp_direction
 from jadv.train.checkpoint import Checkpointer
-from jadv.train.config import VARIANTS, base_config, check_variant
+from jadv.train.config import PROFILES, base_config, check_profile
 from jadv.train.loop import (NonFiniteLossError, build_model, evaluate, evaluate_robust, load_splits,
                              load_trained, resolve_config, train_and_evaluate)
 from jadv.train.model_fns import ModelFns, logits_fn_from_variables
@@ -19,8 +20,8 @@ from jadv.train.state import TrainState
 from jadv.train.step import images_to_float, make_eval_step, make_robust_eval_step, make_train_step
 
 __all__ = [
-    "craft", "warmup_factor", "awp_direction",
-    "Checkpointer", "VARIANTS", "base_config", "check_variant",
+    "over_models", "craft", "warmup_factor", "awp_direction",
+    "Checkpointer", "PROFILES", "base_config", "check_profile",
     "NonFiniteLossError", "build_model", "evaluate", "evaluate_robust", "load_splits", "load_trained",
     "resolve_config", "train_and_evaluate",
     "ModelFns", "logits_fn_from_variables",

@@ -1,23 +1,37 @@
-"""The base training config shared by every config file in ``configs/``.
+"""The base training config shared by every config file in ``configs/``, and the profile names.
 
-Config files call :func:`base_config` and override fields; the variants ``smoke`` (seconds, for
-tests), ``cpu`` (minutes on a 2-core CPU) and ``full`` (the published recipe, for a GPU/TPU)
-are chosen by the ``:variant`` suffix of ``--config configs/X.py:variant``.
+Every config file, for training (``configs/mnist_pgd_at.py``) or for a study
+(``configs/tradeoff.py``), takes one of the :data:`PROFILES`, named by the scale of the work, as
+the ``:profile`` suffix of ``--config configs/X.py:profile``:
+
+``smoke``   seconds: the tests run it.
+``small``   minutes on a 2-core CPU, data that needs no download (embedded digits, generated
+            distributions): the README's main job.
+``medium``  hours on a 2-core CPU (minutes on a GPU): MNIST and CIFAR-10 from the data dir.
+``paper``   the published recipes and architectures: a GPU or TPU for hours.
+
+Config files call :func:`base_config` and override fields.
 """
 from __future__ import annotations
 
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-VARIANTS = ("smoke", "cpu", "full")
+PROFILES = ("smoke", "small", "medium", "paper")
+# the names used before the four scales were agreed, for a clear error
+_RENAMED = {"default": "small", "cpu": "medium", "full": "paper"}
 
 
-def check_variant(variant: str) -> str:
-    """The config variant name ("cpu" when empty); ValueError for anything but smoke/cpu/full."""
-    variant = variant or "cpu"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: {', '.join(VARIANTS)}")
-    return variant
+def check_profile(profile: str, default: str = "medium", allowed: tuple = PROFILES) -> str:
+    """The profile name (``default`` when empty); ValueError for a name not in :data:`PROFILES` or
+    not in ``allowed`` (the profiles a config file defines)."""
+    profile = profile or default
+    if profile not in PROFILES:
+        hint = f" ({profile!r} is now {_RENAMED[profile]!r})" if profile in _RENAMED else ""
+        raise ValueError(f"unknown profile {profile!r}{hint}; allowed: {', '.join(PROFILES)}")
+    if profile not in allowed:
+        raise ValueError(f"this config has no {profile!r} profile; it defines {', '.join(allowed)}")
+    return profile
 
 
 def base_config() -> ml_collections.ConfigDict:

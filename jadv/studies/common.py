@@ -1,0 +1,142 @@
+"""Plumbing shared by the five studies of :mod:`jadv.studies`: claims, outputs, resumable parts.
+
+A study is a module ``jadv.studies.<name>`` with
+
+* ``run(config, workdir) -> record``: trains or loads its models, measures, writes figures and
+  returns (and saves as ``results.json``) ``{"study", "results", "claims", "figures"}``;
+* ``claims(config, results) -> list[dict]``: the verdicts, a pure function of the measured
+  ``results`` (no training), so that they can be derived again when a rule changes.
+
+``run`` writes into ``workdir``: ``results.json``, ``claims.json`` (a list of :func:`claim`
+records, gathered by ``experiments/reproduce.py`` into its claims table) and PNG figures.
+Expensive parts are cached with :func:`cached_part`, so a killed study resumes without redoing
+finished parts; every file is written atomically (:func:`write_json`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+VERDICTS = ("reproduced", "not reproduced", "not run at this profile")
+
+
+def claim(study: str, claim_id: str, text: str, *, measured: str, verdict: str | bool | None,
+          source: str, command: str = "") -> dict:
+    """One row of the claims table. ``verdict``: True/False/None or one of :data:`VERDICTS`."""
+    if isinstance(verdict, bool) or verdict is None or isinstance(verdict, np.bool_):
+        verdict = {True: "reproduced", False: "not reproduced", None: "not run at this profile"}[
+            None if verdict is None else bool(verdict)]
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return {"study": study, "id": claim_id, "claim": text, "measured": measured, "verdict": verdict,
+            "source": source, "command": command}
+
+
+def to_jsonable(obj: Any):
+    """numpy/jax values -> plain Python for json.dump."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    return obj
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Atomic JSON write (a kill never leaves a half-written file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(to_jsonable(obj), f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def cached_part(workdir: str, name: str, compute: Callable[[], dict]) -> dict:
+    """Return ``workdir/parts/<name>.json`` if it exists, else compute, save and return it."""
+    path = os.path.join(workdir, "parts", f"{name}.json")
+    if os.path.exists(path):
+        return read_json(path)
+    result = to_jsonable(compute())
+    write_json(path, result)
+    return result
+
+
+def batched(fn, arrays, batch_size: int):
+    """Apply ``fn(*batch)`` over the leading axis of ``arrays`` in fixed-shape batches.
+
+    The last batch is padded by repeating its first row (one compilation for every batch) and the
+    padded rows are dropped from the result. Returns the concatenated numpy outputs.
+    """
+    import jax.numpy as jnp
+
+    n = len(arrays[0])
+    out = []
+    for s in range(0, n, batch_size):
+        chunk = [a[s:s + batch_size] for a in arrays]
+        m = len(chunk[0])
+        if m < batch_size:
+            chunk = [np.concatenate([c, np.repeat(c[:1], batch_size - m, axis=0)]) for c in chunk]
+        out.append(np.asarray(fn(*[jnp.asarray(c) for c in chunk]))[:m])
+    return np.concatenate(out)
+
+
+def monotone(values, *, increasing: bool = True, tol: float = 0.0) -> bool:
+    """True if consecutive values never move the wrong way by more than ``tol``."""
+    v = np.asarray(values, np.float64)
+    d = np.diff(v)
+    return bool(np.all(d >= -tol) if increasing else np.all(d <= tol))
+
+
+def finish(workdir: str, study: str, results: dict, claims: list[dict], figures: list[str]) -> dict:
+    """Write results.json and claims.json; return the study record for reproduce.py."""
+    record = {"study": study, "results": results, "claims": claims,
+              "figures": [os.path.relpath(f, workdir) for f in figures]}
+    write_json(os.path.join(workdir, "results.json"), record)
+    write_json(os.path.join(workdir, "claims.json"), claims)
+    return record
+
+
+def train_model(config, workdir: str):
+    """Train (or reuse) a model with ``jadv.train.train_and_evaluate``; resumable.
+
+    If ``workdir/results.json`` exists the run is finished and only loaded; if a checkpoint
+    exists the run resumes from it. Returns ``(model, variables, results)`` with the latest
+    checkpoint's inference variables (``variables = {"params", "batch_stats"}``).
+    """
+    from jadv.train import load_trained, train_and_evaluate
+
+    done = os.path.join(workdir, "results.json")
+    if os.path.exists(done):
+        results = read_json(done)
+    else:
+        results = train_and_evaluate(config, workdir)
+    model, variables, _ = load_trained(workdir)
+    return model, variables, results
+
+
+def logits_fn_of(model, variables, *, bn_set: str = "clean"):
+    """Inference-mode ``logits_fn(x)`` (running batch-norm statistics) of a trained model."""
+    return lambda x: model.apply(variables, x, train=False, bn_set=bn_set)
+
+
+def cli_main(study, config, workdir: str | None) -> dict:
+    """The body of ``experiments/<study>.py``: run ``study.run(config, workdir)`` (default workdir
+    ``runs/<study>/<config.profile>``) and print one line per claim."""
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)     # orbax logs every checkpoint at INFO
+    name = study.__name__.rsplit(".", 1)[-1]
+    record = study.run(config, workdir or os.path.join("runs", name, str(config.get("profile", "run"))))
+    for c in record["claims"]:
+        print(f"[{c['verdict']}] {c['claim']}: {c['measured']}")
+    return record
