@@ -184,11 +184,6 @@ def bench(arch, batch, repeats, apgd_repeats):
         return jadv.attacks.pgd(lambda z: apply(v, z), x, y, key=key, eps=eps, step_size=0.01, steps=10)
 
     @jax.jit
-    def jax_pgd_unrolled(v, x, y, key):
-        return jadv.attacks.pgd(lambda z: apply(v, z), x, y, key=key, eps=eps, step_size=0.01, steps=10,
-                                unroll=True)
-
-    @jax.jit
     def jax_apgd(v, x, y, key):
         return jadv.attacks.apgd(lambda z: apply(v, z), x, y, key=key, eps=eps, steps=100)
 
@@ -199,7 +194,6 @@ def bench(arch, batch, repeats, apgd_repeats):
     rows = []
     for name, jfn, tfn, reps in [
         ("PGD-10", jax_pgd, lambda: torch_pgd(tmodel, xt, yt, eps, 0.01, 10), repeats),
-        ("PGD-10 unroll=True", jax_pgd_unrolled, lambda: torch_pgd(tmodel, xt, yt, eps, 0.01, 10), repeats),
         ("APGD-100", jax_apgd, lambda: torch_apgd(tmodel, xt, yt, eps, 100), apgd_repeats),
     ]:
         key = jax.random.key(1)

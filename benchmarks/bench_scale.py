@@ -52,8 +52,7 @@ def worker(args):
     tx = optax.sgd(0.01, momentum=0.9)
     state = jadv.train.TrainState.create(apply_fn=model.apply, variables=variables, tx=tx)
     state = sharding.replicate(state, mesh)
-    objective = jadv.train.make_objective({"name": "pgd_at", "eps": 0.3, "steps": args.attack_steps,
-                                           "attack_unroll": args.unroll})
+    objective = jadv.train.make_objective({"name": "pgd_at", "eps": 0.3, "steps": args.attack_steps})
     step = jax.jit(make_train_step(objective), donate_argnums=0)
     rng = np.random.default_rng(0)
     batches = [sharding.shard_batch({"image": rng.integers(0, 256, (args.batch, 28, 28, 1), dtype=np.uint8),
@@ -103,8 +102,6 @@ def start(n, args):
     env["XLA_FLAGS"] = flags.strip()
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n), "--batch", str(args.batch),
            "--steps", str(args.steps), "--attack-steps", str(args.attack_steps)]
-    if args.unroll:
-        cmd.append("--unroll")
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -125,7 +122,6 @@ def main():
     ap.add_argument("--steps", type=int, default=1, help="train steps per timed turn")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--attack-steps", type=int, default=10)
-    ap.add_argument("--unroll", action="store_true", help="unroll the attack loop (objective.attack_unroll)")
     ap.add_argument("--no-fake", dest="fake", action="store_false",
                     help="use the real devices of the default backend instead of fake CPU devices")
     ap.add_argument("--threads", type=int, default=1, help="XLA:CPU compute threads per process (1: one)")
@@ -173,7 +169,7 @@ def main():
     table = ["| devices | compile (s) | XLA memory per step program (MiB) | peak RSS (MiB) | s/step, median (min-max) "
              "| speed-up vs 1 | efficiency t1/(N tN) | max abs param diff vs 1 device |",
              "|---|---|---|---|---|---|---|---|", *rows]
-    extra = (f"PGD-AT (PGD-{args.attack_steps}{', unrolled' if args.unroll else ''}) small_cnn, global batch "
+    extra = (f"PGD-AT (PGD-{args.attack_steps}) small_cnn, global batch "
              f"{args.batch}, {'fake CPU devices' if args.fake else 'real devices'}; parameters compared after "
              f"{steps_done} steps")
     report = common.header(args.threads, load0, extra) + "\n\n" + "\n".join(table)

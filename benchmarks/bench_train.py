@@ -20,10 +20,11 @@ SGD lr 0.01, momentum 0.9, weight decay 5e-4 (coupled, as torch.optim.SGD). Inpu
 images of MNIST shape (small_cnn, eps 0.3) or CIFAR shape (preact_resnet18, eps 8/255) and random
 labels (the time of a step does not depend on the values). jadv rows: the attack's step loop as a
 plain ``lax.fori_loop`` (``loop``: ``JADV_CANONICAL_CONVS=off``, the library before its loop-body
-rewrite), fully unrolled (``unroll``: ``objective.attack_unroll=True``, what the MNIST ``cpu``
-configs use), and the ``lax.fori_loop`` with its body's convolutions put in XLA:CPU's canonical
-layout (``canonical``: ``jadv._cpu_loops``, the library default on CPU).
-Timing: the variants take turns (jadv loop, jadv unrolled, torch, jadv loop, ...), each turn runs
+rewrite) and the ``lax.fori_loop`` with its body's convolutions put in XLA:CPU's canonical
+layout (``canonical``: ``jadv._cpu_loops``, the library default on CPU). (A third variant, the fully
+unrolled loop, was removed with the library's ``unroll=`` option; its BENCHMARKS.md rows are the
+measurements that made it unnecessary.)
+Timing: the variants take turns (jadv loop, jadv canonical, torch, jadv loop, ...), each turn runs
 ``--steps`` steps, median of ``--repeats`` turns after one warm-up turn; jadv's compile time (lower
 + compile of the step) is reported separately.
 
@@ -145,8 +146,7 @@ def jadv_step(arch, objective_name, batch, eps, steps, variant, dtype):
     variables = jadv.models.init_variables(model, jax.random.key(0), (1, *shape))
     tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.01, momentum=0.9))
     state = jadv.train.TrainState.create(apply_fn=model.apply, variables=variables, tx=tx)
-    objective = jadv.train.make_objective({"name": objective_name, "eps": eps, "steps": steps,
-                                           "attack_unroll": variant == "unroll"})
+    objective = jadv.train.make_objective({"name": objective_name, "eps": eps, "steps": steps})
     step = jax.jit(make_train_step(objective), donate_argnums=0)
     rng = np.random.default_rng(0)
     batch_data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)),
@@ -154,7 +154,7 @@ def jadv_step(arch, objective_name, batch, eps, steps, variant, dtype):
     key = jax.random.key(1)
     t = time.perf_counter()
     # "loop" is the plain XLA loop; "canonical" the library's CPU default (a no-op off CPU)
-    with common.canonical_mode({"loop": "off", "unroll": "off", "canonical": "on"}[variant]):
+    with common.canonical_mode({"loop": "off", "canonical": "on"}[variant]):
         compiled = step.lower(state, batch_data, key).compile()
     compile_s = time.perf_counter() - t
     return model, variables, state, compiled, batch_data, key, compile_s
@@ -272,7 +272,7 @@ def bench(arch, objective, batch, steps_per_turn, repeats, attack_steps, dtype, 
         torch_mem = common.peak_rss_during(torch_turn)
     fns, info = {}, {}
     for variant in variants:
-        name = {"loop": "jadv fori_loop", "unroll": "jadv unrolled", "canonical": "jadv fori_loop canonical"}[variant]
+        name = {"loop": "jadv fori_loop", "canonical": "jadv fori_loop canonical"}[variant]
         common.log(f"{arch} {objective}: compiling {name} ...")
         model, variables, state, compiled, batch_data, key, compile_s = jadv_step(
             arch, objective, batch, eps, attack_steps, variant, dtype)
@@ -306,9 +306,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--attack-steps", type=int, default=10)
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    ap.add_argument("--variants", default="loop,unroll,canonical",
-                    help="jadv attack loops to time: loop (plain lax.fori_loop, rewrite off), unroll (fully "
-                         "unrolled), canonical (fori_loop with the loop-body convolution rewrite: the CPU default)")
+    ap.add_argument("--variants", default="loop,canonical",
+                    help="jadv attack loops to time: loop (plain lax.fori_loop, rewrite off), canonical "
+                         "(fori_loop with the loop-body convolution rewrite: the CPU default)")
     ap.add_argument("--breakdown", action="store_true", help="also time small_cnn's layers one by one")
     ap.add_argument("--threads", type=int, default=1, help="CPU compute threads for both frameworks")
     ap.add_argument("--append", default=None, help="append the report to this markdown file")
@@ -316,8 +316,8 @@ def main():
     load0 = common.load1()
     variants = args.variants.split(",")
     for v in variants:
-        if v not in ("loop", "unroll", "canonical"):
-            raise ValueError(f"unknown variant {v!r}; allowed: loop, unroll, canonical")
+        if v not in ("loop", "canonical"):
+            raise ValueError(f"unknown variant {v!r}; allowed: loop, canonical")
     peak = matmul_peak(args.dtype) if ON_GPU else None
     rows = []
     for arch in args.arch.split(","):

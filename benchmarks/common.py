@@ -210,17 +210,8 @@ def append_report(path: str, text: str) -> None:
 
 def canonical_mode(mode: str):
     """Context: jadv's loop-body convolution rewrite (``jadv._cpu_loops``) forced "on" or "off"
-    while tracing; restored afterwards. Trace a new function object inside it (jit caches traces)."""
-    import contextlib
+    while tracing; restored afterwards (``jadv._cpu_loops.canonical_convs_mode``). Trace a new
+    function object inside it (jit caches traces)."""
+    from jadv._cpu_loops import canonical_convs_mode
 
-    import jadv._cpu_loops as cpu_loops
-
-    @contextlib.contextmanager
-    def ctx():
-        old = cpu_loops.CANONICAL_CONVS
-        cpu_loops.CANONICAL_CONVS = mode
-        try:
-            yield
-        finally:
-            cpu_loops.CANONICAL_CONVS = old
-    return ctx()
+    return canonical_convs_mode(mode)

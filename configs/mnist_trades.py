@@ -4,7 +4,7 @@ Attack: KL-PGD from x + 0.001 N(0, I), sign steps, model in eval BN mode (the re
 Profiles:
 - ``smoke``: seconds, for tests.
 - ``medium``: the small CNN of ``mnist_standard.py``, 7 attack steps of 0.05, eps warm-up over the
-  first epoch, 8 epochs, Adam 1e-3 cosine, batch 128, attack loop unrolled: the same budget as
+  first epoch, 8 epochs, Adam 1e-3 cosine, batch 128: the same budget as
   ``mnist_pgd_at.py:medium`` (its 3-epoch version stayed under the robust target). Wall time and
   accuracies are in RESULTS.md.
 - ``paper``: TRADES' MNIST script: 40 steps of 0.01, SGD 0.01 momentum 0.9, batch 128, 100 epochs,
@@ -33,7 +33,7 @@ def get_config(profile: str = "medium"):
         c.robust_eval.update(steps=20, val_examples=1000)
     else:
         c.model.kwargs = {"conv1_filters": 32, "widths": (64,), "hidden": 128}
-        c.objective.update(steps=7, step_size=0.05, eps_warmup_epochs=1.0, attack_unroll=True)
+        c.objective.update(steps=7, step_size=0.05, eps_warmup_epochs=1.0)
         c.batch_size, c.num_epochs = 128, 8
         c.optimizer.update(name="adam", lr=1e-3, schedule="cosine", weight_decay=0.0)
     if profile == "smoke":

@@ -108,3 +108,27 @@ def check_labels(y, batch_size: int, num_classes: int | None = None, name: str =
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"{name} must lie in [0, {num_classes}), got labels in [{lo}, {hi}]")
+
+
+# The batch-norm modes, one vocabulary for attacks, objectives, evaluation and analyses:
+# "eval": running statistics, nothing updated (every test-time attack);
+# "train_no_update": batch statistics of each forward pass, running statistics left unchanged;
+# "train": batch statistics, running statistics updated by every forward pass (training attacks only).
+BN_MODES = ("eval", "train_no_update", "train")
+# names used before the vocabulary was unified -> the current name (for a clear error)
+_RENAMED_BN_MODES = {"batch": "train_no_update"}
+
+
+def check_bn_mode(name: str, value, allowed=BN_MODES) -> str:
+    """``value`` if it is one of ``allowed`` (a subset of :data:`BN_MODES`); else a ValueError naming
+    what is allowed, and the new name of an old one ("batch" is now "train_no_update")."""
+    if value in allowed:
+        return value
+    options = ", ".join(map(repr, allowed))
+    new = _RENAMED_BN_MODES.get(value) if isinstance(value, str) else None
+    if new is not None:
+        raise ValueError(f"{name} {value!r} is now called {new!r} (batch statistics, running statistics "
+                         f"left unchanged); allowed: {options}")
+    why = (" ('train', running statistics updated by every forward pass, exists for the training attacks "
+           "only)") if value == "train" else ""
+    raise ValueError(f"unknown {name} {value!r}; allowed here: {options}{why}")

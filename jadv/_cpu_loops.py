@@ -1,5 +1,7 @@
 """Fast loops over conv-net gradients on XLA:CPU: convolutions in loop bodies put in canonical form.
 
+This docstring is the one explanation of the CPU loop rewrite; the loops that use it refer here.
+
 The problem (measured in BENCHMARKS.md, XLA:CPU in jax 0.10.2): XLA:CPU runs a convolution on
 its fast (Eigen) path only in the canonical form ``dim_labels=b01f_01io->b01f`` (input NHWC,
 kernel HWIO, output NHWC). Its pass that rewrites other convolutions into that form (explicit
@@ -15,10 +17,17 @@ computation: each non-canonical ``conv_general_dilated`` of a function is rewrit
 of its operands, a canonical convolution and a transpose of the result (the same values; a
 transpose is exact). Applied to a loop body, the loop stays one jit-able ``lax`` loop, its compile
 time does not grow with the number of steps, and it runs as fast as unrolled code. The library
-applies it to its long loops (APGD, the curvature solvers) through :func:`cpu_canonical` when the
-default backend is CPU; elsewhere the body is left alone (the problem was found in XLA:CPU; GPU/TPU
-programs were not measured here). ``JADV_CANONICAL_CONVS=off`` (or ``on``) in the environment, or
-``jadv._cpu_loops.CANONICAL_CONVS``, overrides the choice.
+applies it through :func:`cpu_canonical` to the bodies of its step loops: PGD (``pgd``,
+``pgd_generic``), the training attack ``jadv.train.craft``, APGD, the curvature solvers, and the
+models of ``jadv.train.over_models`` under ``lax.map``. It does so when the default backend is CPU;
+elsewhere the body is left alone (the problem was found in XLA:CPU; GPU/TPU programs were not
+measured here). ``JADV_CANONICAL_CONVS=off`` (or ``on``) in the environment overrides the choice,
+and so does ``with canonical_convs_mode("off"): ...`` in code (trace inside the block).
+
+The attacks' step loops used to take ``unroll=`` (a fully unrolled loop was the first remedy). It
+was removed: with this rewrite the loop is as fast as the unrolled one on CPU (PGD-10 0.96 vs
+1.08 s, PGD-AT step 1.62 vs 1.70 s, TRADES step 1.89 vs 2.04 s; BENCHMARKS.md), while an
+unrolled program's compile time grows with the number of steps.
 
 A host-driven loop (a Python loop over one compiled step, every step an entry computation) was
 measured too: as fast as this on APGD and slower on the power iteration, and it cannot run under
@@ -26,19 +35,43 @@ measured too: as fast as this on APGD and slower on the power iteration, and it 
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend.core import Literal
 
 from jadv._checks import check_choice
 
 # "auto": rewrite non-canonical convolutions in loop bodies when the default backend is CPU;
-# "on"/"off" force it (benchmarks use "off" for the before/after figures).
+# "on"/"off" force it (benchmarks use "off" for the before/after figures). Read at trace time;
+# switch it in code with canonical_convs_mode, not by assigning it.
 CANONICAL_CONVS = os.environ.get("JADV_CANONICAL_CONVS", "auto")
+CANONICAL_MODES = ("auto", "on", "off")
+
+__all__ = ["canonical_convs", "cpu_canonical", "canonical_convs_mode", "CANONICAL_MODES"]
+
+
+@contextlib.contextmanager
+def canonical_convs_mode(mode: str) -> Iterator[None]:
+    """Context manager: :func:`cpu_canonical` uses ``mode`` ("auto", "on" or "off") while the block
+    runs, then the previous mode again (also when the block raises).
+
+    The mode is read when a loop body is traced, so trace (call a new function object under
+    ``jax.jit``) inside the block: a function jitted before keeps the trace it cached.
+    """
+    global CANONICAL_CONVS
+    check_choice("canonical_convs_mode mode", mode, CANONICAL_MODES)
+    old = CANONICAL_CONVS
+    CANONICAL_CONVS = mode
+    try:
+        yield
+    finally:
+        CANONICAL_CONVS = old
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,8 +118,6 @@ def _has_noncanonical_conv(jaxpr) -> bool:
 def _eval_canonical(jaxpr, consts, args):
     """Evaluate a jaxpr, binding every primitive as recorded except non-canonical convolutions
     (rewritten) and calls (inlined, so that convolutions inside them are rewritten too)."""
-    from jax.extend.core import Literal
-
     env = {}
 
     def read(v):
@@ -132,58 +163,11 @@ def canonical_convs(fn: Callable) -> Callable:
 
 def cpu_canonical(fn: Callable) -> Callable:
     """:func:`canonical_convs` when the default backend is CPU (``JADV_CANONICAL_CONVS=auto``,
-    the default), or always (``on``), or never (``off``); otherwise ``fn`` itself."""
+    the default), or always (``on``), or never (``off``); otherwise ``fn`` itself. The mode is
+    read now, at trace time; :func:`canonical_convs_mode` switches it for a block of code."""
     mode = CANONICAL_CONVS
-    check_choice("JADV_CANONICAL_CONVS", mode, ("auto", "on", "off"))
+    check_choice("JADV_CANONICAL_CONVS", mode, CANONICAL_MODES)
     if mode == "on" or (mode == "auto" and jax.default_backend() == "cpu"):
         return canonical_convs(fn)
     return fn
 
-
-# ----------------------------------------------------------------------------------------------
-# many models in one program
-# ----------------------------------------------------------------------------------------------
-
-# "auto": lax.map on CPU, vmap elsewhere; "vmap"/"map" force one
-STACK_MODELS = os.environ.get("JADV_STACK_MODELS", "auto")
-
-
-def over_models(fn: Callable, in_axes=0, mode: str | None = None) -> Callable:
-    """``fn`` applied to every slice of a leading model axis, as one program.
-
-    ``in_axes``: as ``jax.vmap`` (an int, or a tuple of 0/None per positional argument; None =
-    shared by all models). ``mode``: "vmap" (one batched program: a convolution of M models becomes
-    one grouped convolution), "map" (``lax.map``: the models one after another inside one compiled
-    loop, the loop body's convolutions in canonical form on CPU), or "auto" (default, from
-    ``JADV_STACK_MODELS``): "map" when the default backend is CPU, else "vmap". Why: XLA:CPU runs
-    the grouped convolutions of vmapped small CNNs slowly; compiling and training 4 MNIST CNNs with
-    PGD-5 for 60 steps took 1.9x longer vmapped than mapped on the 2-core development CPU
-    (benchmarks/bench_model_stacking.py, BENCHMARKS.md). The results are the same either way (tests/test_cpu_loops.py); the outputs are stacked on axis 0.
-    """
-    mode = STACK_MODELS if mode is None else mode
-    check_choice("mode", mode, ("auto", "vmap", "map"))
-    if mode == "auto":
-        mode = "map" if jax.default_backend() == "cpu" else "vmap"
-    if mode == "vmap":
-        return jax.vmap(fn, in_axes=in_axes)
-
-    for a in ((in_axes,) if isinstance(in_axes, int) else tuple(in_axes)):
-        if a not in (0, None):
-            raise ValueError(f"over_models supports in_axes of 0 or None, got {a!r}")
-
-    def mapped(*args):
-        axes = (in_axes,) * len(args) if isinstance(in_axes, int) else tuple(in_axes)
-        if len(axes) != len(args):
-            raise ValueError(f"in_axes has {len(axes)} entries for {len(args)} arguments")
-        stacked = tuple(a for a, ax in zip(args, axes) if ax == 0)
-        if not stacked:
-            raise ValueError("over_models needs at least one argument with a model axis (in_axes 0)")
-
-        def one(sl):
-            it = iter(sl)
-            return canonical(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
-
-        return lax.map(one, stacked)
-
-    canonical = cpu_canonical(fn)
-    return mapped

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jadv import attacks as A
+from jadv.attacks import eps_curve as E
 from jadv.attacks import masking_checks as M
 
 K = 10
@@ -182,14 +183,14 @@ def test_sharded_evaluation_matches_single_device(setup, key):
 @pytest.mark.slow
 def test_eps_curve_flags(setup, key):
     f, x, y, _, _ = setup
-    out = M.eps_curve_flags(f, x, y, key=key, eps_grid=[0.0, 0.05], steps=3, warn=False)
+    out = E.eps_curve_flags(f, x, y, key=key, eps_grid=[0.0, 0.05], steps=3, warn=False)
     assert out["eps_grid"][-1] == 1.0 and len(out["curve"]) == 3
     assert not out["flags"]["accuracy_increases_with_eps"]["flag"]
     assert not out["flags"]["not_broken_at_large_eps"]["flag"]
     # a gradient-masked model (zero input gradients): PGD from x never moves, even with the whole box
     masked = lambda z: jax.lax.stop_gradient(f(z))  # noqa: E731
     with pytest.warns(UserWarning, match="not_broken_at_large_eps"):
-        out = M.eps_curve_flags(masked, x, y, key=key, eps_grid=[0.0, 0.05], steps=3, init="zero")
+        out = E.eps_curve_flags(masked, x, y, key=key, eps_grid=[0.0, 0.05], steps=3, init="zero")
     assert out["flags"]["not_broken_at_large_eps"]["flag"]
     np.testing.assert_allclose(out["curve"], 9 / 11, rtol=1e-6)
 

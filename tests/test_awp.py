@@ -1,4 +1,5 @@
 """AWP (Wu et al. 2020): layer-wise direction, perturb-step-restore order, warm-up."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,8 +47,7 @@ def test_awp_restores_exact_weights_when_the_update_is_zero(key):
     new, metrics = jax.jit(make_train_step(obj, steps_per_epoch=4))(
         _awp_state(model, v, optax.sgd(0.0)), {"image": x, "label": y}, key)
     assert float(metrics["awp_norm"]) > 0.0           # the weights really were perturbed
-    for a, b in zip(_leaves(new.params), _leaves(v["params"])):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
+    chex.assert_trees_all_close(new.params, v["params"], rtol=0, atol=1e-7)
 
 
 @pytest.mark.slow
@@ -76,8 +76,7 @@ def test_awp_update_is_the_gradient_at_the_perturbed_weights(key, inner):
     w_pert = jax.tree_util.tree_map(lambda a, d: a + gamma * d, w, vdir)
     g1 = jax.grad(loss)(w_pert)
     expected = jax.tree_util.tree_map(lambda a, g, d: a - lr * g - gamma * d, w_pert, g1, vdir)
-    for a, b in zip(_leaves(new.params), _leaves(expected)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(new.params, expected, rtol=1e-5, atol=1e-6)
     # and this differs from the plain gradient step at w
     plain = jax.tree_util.tree_map(lambda a, g: a - lr * g, w, g0)
     assert max(float(jnp.abs(a - b).max()) for a, b in zip(_leaves(new.params), _leaves(plain))) > 1e-5
@@ -100,8 +99,7 @@ def test_awp_defaults_and_warmup(key):
     b, _ = jax.jit(make_train_step(ref, steps_per_epoch=4))(_awp_state(model, v, optax.sgd(0.1)),
                                                             {"image": x, "label": y}, key)
     assert float(ma["awp_norm"]) == 0.0
-    for p, q in zip(_leaves(a.params), _leaves(b.params)):
-        np.testing.assert_array_equal(p, q)
+    chex.assert_trees_all_equal(a.params, b.params)
 
 
 def test_awp_warmup_counts_epochs_as_the_reference_scripts(key):

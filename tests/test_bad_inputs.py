@@ -17,7 +17,6 @@ import jadv
 import jadv.data as D
 from jadv import attacks as A
 from jadv.attacks import projections as _projections
-from jadv.data import image_folder as _image_folder
 from jadv.data import registry as _registry
 from jadv.data import tfds_source as _tfds
 

@@ -1,4 +1,5 @@
 """The loop-body convolution rewrite of jadv/_cpu_loops.py changes speed, never results."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +9,7 @@ from jax import lax
 import jadv
 from jadv import _cpu_loops
 from jadv.analysis import curvature as cv
+from jadv.train import sweeps
 
 
 @pytest.fixture
@@ -19,16 +21,36 @@ def conv_net(key):
     return model, v, x, y
 
 
-@pytest.fixture
-def rewrite_off():
-    """Switch the library's loop-body rewrite off (the plain XLA loop), restoring it afterwards."""
-    old = _cpu_loops.CANONICAL_CONVS
+def plain_and_canonical(run):
+    """``run()`` traced with the library's loop-body rewrite off (the plain XLA loop), then on."""
+    with _cpu_loops.canonical_convs_mode("off"):
+        plain = run()
+    with _cpu_loops.canonical_convs_mode("on"):
+        canonical = run()
+    return plain, canonical
 
-    def set_mode(mode):
-        _cpu_loops.CANONICAL_CONVS = mode
 
-    yield set_mode
-    _cpu_loops.CANONICAL_CONVS = old
+def test_mode_context_managers_restore_the_old_mode_on_errors():
+    before = _cpu_loops.CANONICAL_CONVS
+    with pytest.raises(RuntimeError, match="inside"):
+        with _cpu_loops.canonical_convs_mode("off"):
+            assert _cpu_loops.CANONICAL_CONVS == "off"
+            f = lambda z: z  # noqa: E731
+            assert _cpu_loops.cpu_canonical(f) is f
+            raise RuntimeError("inside")
+    assert _cpu_loops.CANONICAL_CONVS == before
+    before = sweeps.STACK_MODELS
+    with pytest.raises(RuntimeError, match="inside"):
+        with sweeps.stacking_mode("vmap"):
+            assert sweeps.STACK_MODELS == "vmap"
+            raise RuntimeError("inside")
+    assert sweeps.STACK_MODELS == before
+    with pytest.raises(ValueError, match="mode 'sometimes'"):
+        with _cpu_loops.canonical_convs_mode("sometimes"):
+            pass
+    with pytest.raises(ValueError, match="mode 'pmap'"):
+        with sweeps.stacking_mode("pmap"):
+            pass
 
 
 @pytest.mark.parametrize("dn,strides,lhs_dil,rhs_dil,groups", [
@@ -74,27 +96,22 @@ def test_loop_body_convolutions_become_canonical(conv_net):
 
 
 @pytest.mark.parametrize("kw", [dict(restarts=1), dict(restarts=2, loss="dlr", norm="l2", eps=0.5)])
-def test_apgd_plain_and_canonical_loops_agree(conv_net, key, rewrite_off, kw):
+def test_apgd_plain_and_canonical_loops_agree(conv_net, key, kw):
     model, v, x, y = conv_net
     f = lambda z: model.apply(v, z)  # noqa: E731
     kw = {"eps": 0.1, **kw}
     run = lambda: jax.jit(lambda x, y: jadv.attacks.apgd(f, x, y, key=key, steps=12, **kw))(x, y)  # noqa: E731
-    rewrite_off("off")
-    plain = run()
-    rewrite_off("on")
-    canonical = run()
+    plain, canonical = plain_and_canonical(run)
     np.testing.assert_allclose(canonical, plain, atol=1e-6)
 
 
-def test_apgd_targeted_plain_and_canonical_agree(conv_net, key, rewrite_off):
+def test_apgd_targeted_plain_and_canonical_agree(conv_net, key):
     model, v, x, y = conv_net
     f = lambda z: model.apply(v, z)  # noqa: E731
     run = lambda: jax.jit(lambda x, y: jadv.attacks.apgd_targeted(  # noqa: E731
         f, x, y, key=key, eps=0.1, steps=6, n_targets=3))(x, y)
-    rewrite_off("off")
-    plain = run()
-    rewrite_off("on")
-    np.testing.assert_allclose(run(), plain, atol=1e-6)
+    plain, canonical = plain_and_canonical(run)
+    np.testing.assert_allclose(canonical, plain, atol=1e-6)
 
 
 def _cnn_loss(model, v, x, y):
@@ -106,20 +123,17 @@ def _cnn_loss(model, v, x, y):
 
 @pytest.mark.parametrize("kw", [dict(k=2, method="lanczos", iters=20), dict(k=2, method="power", iters=40, tol=1e-4),
                                 dict(k=1, method="power", iters=15, tol=0.0)])
-def test_top_eigenvalues_plain_and_canonical_agree(conv_net, key, rewrite_off, kw):
+def test_top_eigenvalues_plain_and_canonical_agree(conv_net, key, kw):
     model, v, x, y = conv_net
     loss = _cnn_loss(model, v, x, y)
     p = v["params"]
     run = lambda: jax.jit(lambda p: cv.top_eigenvalues(loss, p, key=key, **kw))(p)  # noqa: E731
-    rewrite_off("off")
-    plain, _ = run()
-    rewrite_off("on")
-    canonical, vecs = run()
+    (plain, _), (canonical, vecs) = plain_and_canonical(run)
     np.testing.assert_allclose(canonical, plain, rtol=1e-4)
     assert jax.tree.structure(vecs) == jax.tree.structure(jax.tree.map(lambda a: a[None], p))
 
 
-def test_trace_density_and_data_hvp_agree(conv_net, key, rewrite_off):
+def test_trace_density_and_data_hvp_agree(conv_net, key):
     model, v, x, y = conv_net
     loss = _cnn_loss(model, v, x, y)
     p = v["params"]
@@ -138,21 +152,14 @@ def test_trace_density_and_data_hvp_agree(conv_net, key, rewrite_off):
             cv.lanczos_tridiag(loss, p, key=key, order=6)["nodes"],
             cv.data_hvp(per_example, p, p, batches, weights=w)))(p)
 
-    rewrite_off("off")
-    plain = run()
-    rewrite_off("on")
-    for a, b in zip(jax.tree.leaves(run()), jax.tree.leaves(plain)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    plain, canonical = plain_and_canonical(run)
+    chex.assert_trees_all_close(canonical, plain, rtol=1e-4, atol=1e-5)
 
 
-def test_rewrite_mode_is_checked(conv_net, rewrite_off):
-    model, v, x, y = conv_net
-    rewrite_off("sometimes")
+def test_rewrite_mode_from_the_environment_is_checked(monkeypatch):
+    monkeypatch.setattr(_cpu_loops, "CANONICAL_CONVS", "sometimes")   # as JADV_CANONICAL_CONVS=sometimes
     with pytest.raises(ValueError, match="JADV_CANONICAL_CONVS"):
         _cpu_loops.cpu_canonical(lambda z: z)
-    rewrite_off("off")
-    f = lambda z: z  # noqa: E731
-    assert _cpu_loops.cpu_canonical(f) is f
 
 
 def _loop_conv_labels(fn, *args):
@@ -161,32 +168,30 @@ def _loop_conv_labels(fn, *args):
 
 
 @pytest.mark.parametrize("kw", [dict(restarts=1), dict(restarts=2, norm="l2", eps=0.5, init="sphere", loss="margin")])
-def test_pgd_plain_and_canonical_loops_agree(conv_net, key, rewrite_off, kw):
+def test_pgd_plain_and_canonical_loops_agree(conv_net, key, kw):
     model, v, x, y = conv_net
     f = lambda z: model.apply(v, z)  # noqa: E731
     kw = {"eps": 0.1, "step_size": 0.03, "steps": 5, **kw}
-    # a new function object per trace: jit caches traces by function, and the mode is a global
+    # a new function object per trace: jit caches traces by function, and the mode is read at trace time
     attack = lambda: lambda x, y: jadv.attacks.pgd(f, x, y, key=key, **kw)  # noqa: E731
-    rewrite_off("off")
-    plain = jax.jit(attack())(x, y)
-    assert _loop_conv_labels(attack(), x, y) != {"b01f_01io->b01f"}
-    rewrite_off("on")
-    assert _loop_conv_labels(attack(), x, y) == {"b01f_01io->b01f"}
-    np.testing.assert_allclose(jax.jit(attack())(x, y), plain, atol=1e-6)
+    with _cpu_loops.canonical_convs_mode("off"):
+        plain = jax.jit(attack())(x, y)
+        assert _loop_conv_labels(attack(), x, y) != {"b01f_01io->b01f"}
+    with _cpu_loops.canonical_convs_mode("on"):
+        assert _loop_conv_labels(attack(), x, y) == {"b01f_01io->b01f"}
+        np.testing.assert_allclose(jax.jit(attack())(x, y), plain, atol=1e-6)
 
 
-def test_pgd_vmapped_over_eps_plain_and_canonical_agree(conv_net, key, rewrite_off):
+def test_pgd_vmapped_over_eps_plain_and_canonical_agree(conv_net, key):
     model, v, x, y = conv_net
     f = lambda z: model.apply(v, z)  # noqa: E731
     run = lambda: jax.jit(jax.vmap(lambda e: jadv.attacks.pgd(  # noqa: E731
         f, x, y, key=key, eps=e, step_size=e / 4, steps=4)))(jnp.array([0.05, 0.2]))
-    rewrite_off("off")
-    plain = run()
-    rewrite_off("on")
-    np.testing.assert_allclose(run(), plain, atol=1e-6)
+    plain, canonical = plain_and_canonical(run)
+    np.testing.assert_allclose(canonical, plain, atol=1e-6)
 
 
-def test_craft_train_bn_plain_and_canonical_agree(key, rewrite_off):
+def test_craft_train_bn_plain_and_canonical_agree(key):
     """The training attack that threads batch-norm statistics through its loop (bn_mode="train")."""
     from jadv import train
     from jadv.train.model_fns import ModelFns
@@ -198,11 +203,8 @@ def test_craft_train_bn_plain_and_canonical_agree(key, rewrite_off):
     run = lambda: jax.jit(lambda x: train.craft(  # noqa: E731
         m, v["params"], v["batch_stats"], x, lambda lg: train.cross_entropy(lg, y), key=key, eps=0.1,
         step_size=0.03, steps=4, bn_mode="train"))(x)
-    rewrite_off("off")
-    plain = run()
-    rewrite_off("on")
-    for a, b in zip(jax.tree.leaves(run()), jax.tree.leaves(plain)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    plain, canonical = plain_and_canonical(run)
+    chex.assert_trees_all_close(canonical, plain, rtol=1e-5, atol=1e-6)
 
 
 def _sgd_steps(model, x, y):
@@ -224,8 +226,11 @@ def test_over_models_map_and_vmap_agree(conv_net):
     model, _, x, y = conv_net
     one = _sgd_steps(model, x, y)
     seeds, lrs = jnp.arange(3), jnp.array([0.1, 0.3, 0.0])
-    a = jax.jit(_cpu_loops.over_models(one, in_axes=(0, 0, None), mode="vmap"))(seeds, lrs, x)
-    b = jax.jit(_cpu_loops.over_models(one, in_axes=(0, 0, None), mode="map"))(seeds, lrs, x)
+    a = jax.jit(jadv.train.over_models(one, in_axes=(0, 0, None), mode="vmap"))(seeds, lrs, x)
+    b = jax.jit(jadv.train.over_models(one, in_axes=(0, 0, None), mode="map"))(seeds, lrs, x)
+    with jadv.train.stacking_mode("map"):   # the default mode, as JADV_STACK_MODELS=map
+        c = jax.jit(jadv.train.over_models(one, in_axes=(0, 0, None)))(seeds, lrs, x)
+    chex.assert_trees_all_equal(c, b)
     assert a.shape == (3, len(x), 10)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     # each slice is the model trained alone; lr 0 leaves the initial model
@@ -233,8 +238,12 @@ def test_over_models_map_and_vmap_agree(conv_net):
     np.testing.assert_allclose(b[2], model.apply(model.init(jax.random.key(2), x[:1]), x), rtol=1e-5, atol=1e-5)
     assert not np.allclose(b[0], b[1])
     with pytest.raises(ValueError, match="entries"):
-        _cpu_loops.over_models(one, in_axes=(0, None), mode="map")(seeds, lrs, x)
+        jadv.train.over_models(one, in_axes=(0, None), mode="map")(seeds, lrs, x)
     with pytest.raises(ValueError, match="model axis"):
-        _cpu_loops.over_models(one, in_axes=(None, None, None), mode="map")(seeds, lrs, x)
+        jadv.train.over_models(one, in_axes=(None, None, None), mode="map")(seeds, lrs, x)
     with pytest.raises(ValueError, match="mode"):
-        _cpu_loops.over_models(one, mode="pmap")
+        jadv.train.over_models(one, mode="pmap")
+
+
+def test_over_models_has_its_public_home():
+    assert jadv.train.over_models is sweeps.over_models

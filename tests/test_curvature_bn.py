@@ -1,4 +1,5 @@
 """Batch-norm modes and adversarial-loss Hessians of the loss builders in jadv.analysis.curvature."""
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -42,11 +43,11 @@ def test_bn_modes(key, bn_setup):
     model, variables, x, y = bn_setup
     stats_before = jax.tree.map(np.array, variables["batch_stats"])
     f_eval = cv.make_loss_fn(model.apply, variables, (x, y), bn_mode="eval")
-    f_batch = cv.make_loss_fn(model.apply, variables, {"image": x, "label": y}, bn_mode="batch")
-    assert f_eval.report["bn_mode"] == "eval" and f_batch.report["bn_mode"] == "batch"
+    f_batch = cv.make_loss_fn(model.apply, variables, {"image": x, "label": y}, bn_mode="train_no_update")
+    assert f_eval.report["bn_mode"] == "eval" and f_batch.report["bn_mode"] == "train_no_update"
     assert f_eval.report["hessian"] == "clean" and f_eval.report["batch_size"] == 6
     p = variables["params"]
-    # eval = running statistics, batch = batch statistics (oracles: direct apply calls)
+    # eval = running statistics, train_no_update = batch statistics (oracles: direct apply calls)
     ref_eval = jnp.mean(ce(model.apply(variables, x, train=False), y))
     ref_batch = jnp.mean(ce(model.apply(variables, x, train=True, mutable=["batch_stats"])[0], y))
     np.testing.assert_allclose(float(f_eval(p)), float(ref_eval), rtol=1e-6)
@@ -57,8 +58,7 @@ def test_bn_modes(key, bn_setup):
     h_batch = ravel_pytree(jax.jit(lambda p, v: cv.hvp(f_batch, p, v))(p, v))[0]
     assert float(jnp.linalg.norm(h_eval - h_batch)) > 1e-3 * float(jnp.linalg.norm(h_eval))
     # the running statistics are untouched by either mode
-    for a, b in zip(jax.tree.leaves(stats_before), jax.tree.leaves(variables["batch_stats"])):
-        np.testing.assert_array_equal(a, np.asarray(b))
+    chex.assert_trees_all_equal(stats_before, jax.tree.map(np.asarray, variables["batch_stats"]))
     # the eval-mode loss does not depend on the batch composition (per-example = eval of one example)
     per = f_eval.per_example(p)
     single = cv.make_loss_fn(model.apply, variables, (x[:1], y[:1]), bn_mode="eval")
@@ -67,8 +67,13 @@ def test_bn_modes(key, bn_setup):
 
 def test_bn_mode_errors(bn_setup):
     model, variables, x, y = bn_setup
-    with pytest.raises(ValueError, match="unknown bn_mode"):
+    with pytest.raises(ValueError, match="unknown bn_mode 'train'"):
         cv.make_loss_fn(model.apply, variables, (x, y), bn_mode="train")
+    # the analyses' old name for batch statistics: refused with the library's one name for it
+    with pytest.raises(ValueError, match="'batch' is now called 'train_no_update'"):
+        cv.make_loss_fn(model.apply, variables, (x, y), bn_mode="batch")
+    with pytest.raises(ValueError, match="'batch' is now called 'train_no_update'"):
+        cv.make_adversarial_loss_fn(model.apply, variables, (x, y), attack=lambda p, x, y: x, bn_mode="batch")
     with pytest.raises(ValueError, match="unknown loss"):
         cv.make_loss_fn(model.apply, variables, (x, y), loss="hinge")
     with pytest.raises(ValueError, match="'params' collection"):

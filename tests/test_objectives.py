@@ -1,6 +1,7 @@
 """Adversarial training objectives: hand-computed losses at fixed x_adv, where gradients flow,
 BN-mode threading, exact reductions (ratio 0/1), FGSM-RS geometry, Free-AT replays, MBN/AdvProp
 BN sets, errors."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +38,20 @@ def _np_ce(z, y):
     z = z - z.max(1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
     return -logp[np.arange(len(y)), np.asarray(y)]
+
+
+def test_one_cross_entropy_with_label_smoothing(key):
+    """train.cross_entropy is the attacks' cross-entropy; label smoothing matches optax's recipe."""
+    from jadv import attacks
+    assert train.cross_entropy is attacks.cross_entropy
+    z = jax.random.normal(key, (B, K)) * 3.0
+    y = jax.random.randint(jax.random.fold_in(key, 1), (B,), 0, K)
+    np.testing.assert_allclose(train.cross_entropy(z, y), _np_ce(np.asarray(z, np.float64), y), rtol=1e-5)
+    for a in (0.1, 0.5):
+        ref = optax.softmax_cross_entropy(z, optax.smooth_labels(jax.nn.one_hot(y, K), a))
+        np.testing.assert_allclose(train.cross_entropy(z, y, a), ref, rtol=1e-5, atol=1e-6)
+    # bfloat16 logits are promoted: the loss is float32
+    assert train.cross_entropy(z.astype(jnp.bfloat16), y).dtype == jnp.float32
 
 
 def _np_softmax(z):
@@ -228,8 +243,7 @@ def test_ratio_zero_is_pgd_at_and_ratio_one_is_standard(key):
         a, ma = _one_step(mixed, model, v, x, y, key)
         b, mb = _one_step(ref, model, v, x, y, key)
         assert float(ma["loss"]) == float(mb["loss"])
-        for p, q in zip(jax.tree_util.tree_leaves((a.params, a.batch_stats)), jax.tree_util.tree_leaves((b.params, b.batch_stats))):
-            np.testing.assert_array_equal(p, q)
+        chex.assert_trees_all_equal((a.params, a.batch_stats), (b.params, b.batch_stats))
     # and a ratio in between differs from both
     half, _ = _one_step(train.make_objective({"name": "ratio", "ratio": 0.5, **common}), model, v, x, y, key)
     assert not np.allclose(half.params["head"]["kernel"], a.params["head"]["kernel"])
@@ -265,8 +279,7 @@ def test_attack_bn_modes_thread_statistics_only_in_train_mode(key):
     kw = dict(key=key, eps=0.1, step_size=0.03, steps=3)
     for mode in ("eval", "train_no_update"):
         _, st = train.craft(m, v["params"], stats0, x, loss, bn_mode=mode, **kw)
-        for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(stats0)):
-            np.testing.assert_array_equal(a, b)
+        chex.assert_trees_all_equal(st, stats0)
     xa, st = train.craft(m, v["params"], stats0, x, loss, bn_mode="train", **kw)
     # hand loop: every attack forward in train mode updates the running statistics
     xh, sh = init_point(key, x, 0.1, "linf", "uniform"), stats0
@@ -277,8 +290,7 @@ def test_attack_bn_modes_thread_statistics_only_in_train_mode(key):
         g, sh = jax.grad(f, has_aux=True)(xh, sh)
         xh = project(xh + 0.03 * jnp.sign(g), x, 0.1, "linf")
     np.testing.assert_allclose(xa, xh, atol=1e-6)
-    for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(sh)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(st, sh, rtol=1e-6, atol=1e-7)
     assert not np.allclose(st["norm_0"]["BatchNorm_0"]["mean"], stats0["norm_0"]["BatchNorm_0"]["mean"])
 
 
@@ -364,3 +376,23 @@ def test_base_config_builds_every_objective():
         assert obj.name == name
         if name != "standard":
             assert obj.settings["attack_bn_mode"] in ("eval", "train_no_update", "train")
+
+
+def test_one_bn_mode_vocabulary(key):
+    """Objectives, craft, ModelFns and the curvature losses share jadv.train.model_fns.ATTACK_BN_MODES;
+    the analyses' old name "batch" is refused everywhere with the new name."""
+    from jadv._checks import BN_MODES
+    from jadv.train.model_fns import ATTACK_BN_MODES
+    assert ATTACK_BN_MODES == BN_MODES == ("eval", "train_no_update", "train")
+    with pytest.raises(ValueError, match="objective.attack_bn_mode 'batch' is now called 'train_no_update'"):
+        train.make_objective({"name": "pgd_at", "eps": 0.1, "attack_bn_mode": "batch"})
+    model, v, x, y = _setup(key, norm="batch")
+    m = ModelFns(model.apply)
+    with pytest.raises(ValueError, match="is now called 'train_no_update'"):
+        m.logits_fn(v["params"], _stats(v), bn_mode="batch")
+    with pytest.raises(ValueError, match="is now called 'train_no_update'"):
+        train.craft(m, v["params"], _stats(v), x, lambda lg: train.cross_entropy(lg, y), key=key, eps=0.1,
+                    step_size=0.03, steps=1, bn_mode="batch")
+    with pytest.raises(ValueError, match="unknown attack_bn_mode 'running'"):
+        train.craft(m, v["params"], _stats(v), x, lambda lg: train.cross_entropy(lg, y), key=key, eps=0.1,
+                    step_size=0.03, steps=1, bn_mode="running")

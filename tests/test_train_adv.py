@@ -226,11 +226,8 @@ def test_early_stop_checks_each_epochs_first_batch_with_batch_statistics(tmp_pat
     train.train_and_evaluate(c, wd)
     assert modes == ["train_no_update"] and len(seen) == 3
     # rebuild each epoch's first batch and its augmentation from the run's keys, independently
-    cfg = train.resolve_config(c, None) if False else None  # noqa: F841 (the loop's own keys below)
-    root = jax.random.key(c.seed)
-    _, step_key, data_key = jax.random.split(root, 3)
-    splits = train.load_splits(c) if hasattr(train, "load_splits") else loop_mod.load_splits(c)
-    tr = splits[0]
+    _, step_key, data_key = jax.random.split(jax.random.key(c.seed), 3)
+    tr = train.load_splits(c)[0]
     steps_per_epoch = len(tr.images) // c.batch_size
     for epoch, img in enumerate(seen):
         first = next(iter(jdata.epoch_batches(tr.images, tr.labels, batch_size=c.batch_size,

@@ -19,10 +19,13 @@ filter's own norm ``||W[:, :, :, o]||_F``; report both.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jadv._checks import check_images, is_concrete
+from jadv._typing import ArrayLike
+from jadv.analysis.saliency import sobel_edges
 
 __all__ = ["CHANNEL_PAIRS", "channel_distances", "channel_distance_histogram", "near_equal_share",
            "grayscale_images", "sketch_images"]
@@ -31,7 +34,7 @@ __all__ = ["CHANNEL_PAIRS", "channel_distances", "channel_distance_histogram", "
 CHANNEL_PAIRS = ((0, 1), (0, 2), (1, 2))  # (R, G), (R, B), (G, B)
 
 
-def channel_distances(kernel, *, relative: bool = False):
+def channel_distances(kernel: ArrayLike, *, relative: bool = False) -> jax.Array:
     """Per-filter Frobenius distances between the R, G and B slices of a first-layer kernel.
 
     Args:
@@ -75,7 +78,8 @@ def _check_dist(dist) -> np.ndarray:
     return d
 
 
-def channel_distance_histogram(dist, *, bin_width: float = 0.02, max_value: float | None = None):
+def channel_distance_histogram(dist: ArrayLike, *, bin_width: float = 0.02,
+                               max_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Histogram of channel distances with bins ``[0, w), [w, 2w), ...`` (the first is [0, 0.02)).
 
     Args:
@@ -106,7 +110,7 @@ def channel_distance_histogram(dist, *, bin_width: float = 0.02, max_value: floa
     return edges, counts
 
 
-def near_equal_share(dist, threshold: float = 0.02):
+def near_equal_share(dist: ArrayLike, threshold: float = 0.02) -> tuple[int, float]:
     """Count and fraction of channel pairs with distance strictly below ``threshold``.
 
     Returns ``(count: int, fraction: float)``; with the default threshold this is the first
@@ -119,7 +123,7 @@ def near_equal_share(dist, threshold: float = 0.02):
     return count, count / d.size
 
 
-def grayscale_images(x):
+def grayscale_images(x: ArrayLike) -> jax.Array:
     """Colourless copies of RGB images for the "does the model ignore colour?" test of study 1.
 
     Each pixel is replaced by its ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` in all three
@@ -139,7 +143,7 @@ def grayscale_images(x):
     return jnp.clip(jnp.repeat(y[..., None], 3, axis=-1), 0.0, 1.0)
 
 
-def sketch_images(x):
+def sketch_images(x: ArrayLike) -> jax.Array:
     """Sketch-like versions of images (dark edges on white), a stand-in for ImageNet-Sketch
     (Wang, Ge, Lipton & Xing 2019), which the Kaur et al. poster cites.
 
@@ -152,8 +156,6 @@ def sketch_images(x):
     Returns:
       ``[B, H, W, C]`` float32 images in [0, 1].
     """
-    from jadv.analysis.saliency import sobel_edges
-
     check_images(x)
     e = sobel_edges(x)
     m = jnp.max(e, axis=(1, 2), keepdims=True)

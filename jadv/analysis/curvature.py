@@ -50,8 +50,10 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jadv._checks import check_choice, check_positive_int
+from jadv._checks import check_bn_mode, check_choice, check_positive_int
 from jadv._cpu_loops import cpu_canonical
+from jadv._typing import ArrayLike, PyTree
+from jadv.attacks.losses import cross_entropy
 
 __all__ = [
     "hvp",
@@ -69,7 +71,9 @@ __all__ = [
 BREAKDOWN_TOL = 1e-6
 OPERATORS = ("loss", "matvec")
 METHODS = ("lanczos", "power")
-BN_MODES = ("eval", "batch")
+# the batch-norm modes a loss of the parameters can use (jadv._checks.BN_MODES without "train",
+# whose statistics updates a loss function cannot return)
+BN_MODES = ("eval", "train_no_update")
 HESSIAN_KINDS = ("fixed_xadv", "exact")
 
 
@@ -92,7 +96,7 @@ def _check_callable(name, fn) -> None:
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
-def hvp(loss_fn: Callable[[Any], jax.Array], params, v):
+def hvp(loss_fn: Callable[[Any], jax.Array], params: PyTree, v: PyTree) -> PyTree:
     """Hessian-vector product ``H v`` of a scalar loss at ``params``, forward-over-reverse.
 
     Args:
@@ -113,7 +117,7 @@ def hvp(loss_fn: Callable[[Any], jax.Array], params, v):
     return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
 
 
-def stack_batches(data, batch_size: int, *, pad_with: str = "first"):
+def stack_batches(data: PyTree, batch_size: int, *, pad_with: str = "first") -> tuple[PyTree, jax.Array]:
     """Split arrays of examples into equal-shape batches for :func:`data_hvp`.
 
     Args:
@@ -150,7 +154,8 @@ def stack_batches(data, batch_size: int, *, pad_with: str = "first"):
     return jax.tree.map(split, data), weights
 
 
-def data_hvp(batch_loss_fn, params, v, batches, *, weights=None):
+def data_hvp(batch_loss_fn: Callable, params: PyTree, v: PyTree, batches: PyTree, *,
+             weights: ArrayLike | None = None) -> PyTree:
     """HVP of the mean loss over many batches (the Hessian of the loss on all their examples).
 
     Args:
@@ -206,7 +211,8 @@ def data_hvp(batch_loss_fn, params, v, batches, *, weights=None):
     return jax.tree.map(lambda a: a / total.astype(a.dtype), acc)
 
 
-def make_data_hvp(batch_loss_fn, batches, *, weights=None):
+def make_data_hvp(batch_loss_fn: Callable, batches: PyTree, *,
+                  weights: ArrayLike | None = None) -> Callable[[PyTree, PyTree], PyTree]:
     """A compiled data-averaged HVP ``mvp(params, v)`` over fixed batches.
 
     Args:
@@ -356,8 +362,8 @@ def _tridiag_eigh(alphas, betas, steps):
     return nodes, evecs, active
 
 
-def lanczos_tridiag(fn, params, *, key, order: int = 90, operator: str = "loss", dtype=None,
-                    start: str = "rademacher"):
+def lanczos_tridiag(fn: Callable, params: PyTree, *, key: jax.Array, order: int = 90, operator: str = "loss",
+                    dtype: Any = None, start: str = "rademacher") -> dict[str, jax.Array]:
     """Run ``order`` Lanczos steps (full reorthogonalisation) and return the Ritz decomposition.
 
     Args:
@@ -429,8 +435,9 @@ def _power(matvec, n, k, iters, tol, key, dt):
     return lams, Q
 
 
-def top_eigenvalues(fn, params, *, key, k: int = 1, method: str = "lanczos", iters: int | None = None,
-                    tol: float = 1e-3, operator: str = "loss", dtype=None):
+def top_eigenvalues(fn: Callable, params: PyTree, *, key: jax.Array, k: int = 1, method: str = "lanczos",
+                    iters: int | None = None, tol: float = 1e-3, operator: str = "loss",
+                    dtype: Any = None) -> tuple[jax.Array, PyTree]:
     """Top-``k`` Hessian eigenvalues and eigenvectors at ``params``, matrix-free.
 
     Args:
@@ -499,7 +506,8 @@ def top_eigenvalues(fn, params, *, key, k: int = 1, method: str = "lanczos", ite
 # Trace and spectral density
 # ----------------------------------------------------------------------------------------------
 
-def hessian_trace(fn, params, *, key, samples: int = 100, operator: str = "loss", dtype=None):
+def hessian_trace(fn: Callable, params: PyTree, *, key: jax.Array, samples: int = 100, operator: str = "loss",
+                  dtype: Any = None) -> tuple[jax.Array, jax.Array]:
     """Hutchinson estimate of the Hessian trace with Rademacher probes.
 
     Args:
@@ -527,9 +535,9 @@ def hessian_trace(fn, params, *, key, samples: int = 100, operator: str = "loss"
     return mean, jnp.std(vals, ddof=1) / jnp.sqrt(jnp.asarray(samples, wdtype))
 
 
-def spectral_density(fn, params, *, key, order: int = 90, runs: int = 1, grid_size: int = 10000,
-                     sigma2: float | None = None, operator: str = "loss", dtype=None,
-                     return_nodes: bool = False):
+def spectral_density(fn: Callable, params: PyTree, *, key: jax.Array, order: int = 90, runs: int = 1,
+                     grid_size: int = 10000, sigma2: float | None = None, operator: str = "loss",
+                     dtype: Any = None, return_nodes: bool = False) -> tuple[jax.Array, ...]:
     """Hessian eigenvalue density by stochastic Lanczos quadrature (SLQ).
 
     Each run does ``order`` Lanczos steps (full reorthogonalisation) from a normalised Rademacher
@@ -606,12 +614,7 @@ def _per_example_loss(loss):
     if callable(loss):
         return loss
     check_choice("loss", loss, ("ce",))
-
-    def ce(logits, y):
-        logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
-        return -jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
-
-    return ce
+    return cross_entropy
 
 
 def _check_variables(variables):
@@ -635,8 +638,9 @@ def _model_logits(apply_fn, variables, params, x, bn_mode, train_kwarg, apply_kw
     return logits
 
 
-def make_loss_fn(apply_fn, variables, batch, *, bn_mode: str = "eval", loss="ce",
-                 train_kwarg: str = "train", apply_kwargs: dict | None = None):
+def make_loss_fn(apply_fn: Callable, variables: PyTree, batch: tuple | dict, *, bn_mode: str = "eval",
+                 loss: str | Callable = "ce", train_kwarg: str = "train",
+                 apply_kwargs: dict | None = None) -> Callable[[PyTree], jax.Array]:
     """Build ``loss_fn(params) -> mean loss`` on one batch for a Flax Linen model, BN made explicit.
 
     Args:
@@ -646,9 +650,10 @@ def make_loss_fn(apply_fn, variables, batch, *, bn_mode: str = "eval", loss="ce"
         other than ``params`` are held fixed.
       batch: ``(x, y)`` or a dict with ``image``/``label`` keys; x [B, ...], y int [B].
       bn_mode: ``"eval"``: running statistics (``train=False``; ``batch_stats`` untouched), the
-        convention of PyHessian and loss-landscape. ``"batch"``: batch statistics
+        convention of PyHessian and loss-landscape. ``"train_no_update"``: batch statistics
         (``train=True``) with the running-statistics updates discarded, i.e. the curvature of the
-        training-mode function.
+        training-mode function (the names of ``jadv.train.model_fns.ATTACK_BN_MODES``; the old
+        name ``"batch"`` is refused with the new one).
       loss: ``"ce"`` (softmax cross-entropy with integer labels) or a callable
         ``(logits [B, K], y [B]) -> per-example losses [B]``.
       train_kwarg: name of the model's train flag.
@@ -661,7 +666,7 @@ def make_loss_fn(apply_fn, variables, batch, *, bn_mode: str = "eval", loss="ce"
     """
     _check_callable("apply_fn", apply_fn)
     _check_variables(variables)
-    check_choice("bn_mode", bn_mode, BN_MODES)
+    check_bn_mode("bn_mode", bn_mode, BN_MODES)
     per_ex = _per_example_loss(loss)
     x, y = _split_batch(batch)
     if jnp.ndim(y) != 1 or jnp.shape(y)[0] != jnp.shape(x)[0]:
@@ -681,9 +686,10 @@ def make_loss_fn(apply_fn, variables, batch, *, bn_mode: str = "eval", loss="ce"
     return loss_fn
 
 
-def make_adversarial_loss_fn(apply_fn, variables, batch, *, attack, hessian: str = "fixed_xadv",
-                             bn_mode: str = "eval", loss="ce", train_kwarg: str = "train",
-                             apply_kwargs: dict | None = None):
+def make_adversarial_loss_fn(apply_fn: Callable, variables: PyTree, batch: tuple | dict, *, attack: Callable,
+                             hessian: str = "fixed_xadv", bn_mode: str = "eval", loss: str | Callable = "ce",
+                             train_kwarg: str = "train",
+                             apply_kwargs: dict | None = None) -> Callable[[PyTree], jax.Array]:
     """Build the adversarial training loss ``params -> mean loss(f_params(x_adv), y)``.
 
     Args:
@@ -708,7 +714,7 @@ def make_adversarial_loss_fn(apply_fn, variables, batch, *, attack, hessian: str
     _check_callable("attack", attack)
     check_choice("hessian", hessian, HESSIAN_KINDS)
     _check_variables(variables)
-    check_choice("bn_mode", bn_mode, BN_MODES)
+    check_bn_mode("bn_mode", bn_mode, BN_MODES)
     x, y = _split_batch(batch)
     if hessian == "fixed_xadv":
         x_adv = lax.stop_gradient(attack(variables["params"], x, y))

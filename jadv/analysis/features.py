@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from jadv._checks import check_nonnegative, check_norm, check_positive_int, is_concrete
+from jadv._typing import ArrayLike
 
 __all__ = ["feature_label_correlation", "top_k_features", "linear_adversarial_margin", "linear_accuracy",
            "linear_robust_accuracy", "train_linear", "top_k_curve", "large_weight_share", "weight_correlation_rank"]
@@ -56,7 +57,7 @@ def _pm1(y):
     return jnp.where(jnp.asarray(y) > 0, 1.0, -1.0).astype(jnp.float32)
 
 
-def feature_label_correlation(x, y):
+def feature_label_correlation(x: ArrayLike, y: ArrayLike) -> jax.Array:
     """Pearson correlation of every feature with the binary label.
 
     Args:
@@ -83,7 +84,7 @@ def feature_label_correlation(x, y):
     return jnp.where(ok, cov / jnp.where(ok, sx * ss, 1.0), 0.0)
 
 
-def top_k_features(corr, k: int):
+def top_k_features(corr: ArrayLike, k: int) -> np.ndarray:
     """Indices of the ``k`` features with the largest ``|corr|``, in decreasing order.
 
     Ties are broken by the lower index (stable sort). Returns an int numpy array ``[k]``.
@@ -99,7 +100,8 @@ def top_k_features(corr, k: int):
     return np.argsort(-np.abs(c), kind="stable")[:k]
 
 
-def linear_adversarial_margin(w, b, x, y, *, eps, norm: str = "linf", box: bool = False):
+def linear_adversarial_margin(w: ArrayLike, b: ArrayLike, x: ArrayLike, y: ArrayLike, *, eps: float | jax.Array,
+                              norm: str = "linf", box: bool = False) -> jax.Array:
     """Worst-case margins ``min_delta y (w.(x + delta) + b)`` of a linear model, in closed form.
 
     Args:
@@ -132,20 +134,22 @@ def linear_adversarial_margin(w, b, x, y, *, eps, norm: str = "linf", box: bool 
     return margin - eps * jnp.linalg.norm(w, ord=_DUAL[norm])
 
 
-def linear_accuracy(w, b, x, y):
+def linear_accuracy(w: ArrayLike, b: ArrayLike, x: ArrayLike, y: ArrayLike) -> jax.Array:
     """Standard accuracy of ``sign(w.x + b)`` (a zero logit counts as an error). Returns a float32 scalar."""
     return jnp.mean(linear_adversarial_margin(w, b, x, y, eps=0.0) > 0)
 
 
-def linear_robust_accuracy(w, b, x, y, *, eps, norm: str = "linf", box: bool = False):
+def linear_robust_accuracy(w: ArrayLike, b: ArrayLike, x: ArrayLike, y: ArrayLike, *, eps: float | jax.Array,
+                           norm: str = "linf", box: bool = False) -> jax.Array:
     """Exact robust accuracy of a linear model: example i is robust iff its worst-case margin
     ``y_i (w.x_i + b) - eps ||w||_dual`` is > 0 (labels +-1); ``box=True`` adds the [0, 1] box
     (L-inf), see :func:`linear_adversarial_margin`. Returns a float32 scalar."""
     return jnp.mean(linear_adversarial_margin(w, b, x, y, eps=eps, norm=norm, box=box) > 0)
 
 
-def train_linear(x, y, *, eps: float = 0.0, norm: str = "linf", steps: int = 500, lr: float = 0.05,
-                 l2_reg: float = 0.0, key=None, box: bool = False):
+def train_linear(x: ArrayLike, y: ArrayLike, *, eps: float = 0.0, norm: str = "linf", steps: int = 500,
+                 lr: float = 0.05, l2_reg: float = 0.0, key: jax.Array | None = None,
+                 box: bool = False) -> tuple[jax.Array, jax.Array]:
     """Binary logistic regression trained on the exact adversarial loss (Tsipras et al., sec. 4).
 
     Minimises ``mean_i softplus(-m_i) + l2_reg/2 ||w||^2`` over ``(w, b)``, where ``m_i`` is the
@@ -197,9 +201,9 @@ def train_linear(x, y, *, eps: float = 0.0, norm: str = "linf", steps: int = 500
     return params
 
 
-def top_k_curve(x_train, y_train, x_test, y_test, ks: Sequence[int], *, eps_train: float, eps_test: float,
-                norm: str = "linf", steps: int = 500, lr: float = 0.05, l2_reg: float = 0.0, key=None,
-                box: bool = False) -> dict:
+def top_k_curve(x_train: ArrayLike, y_train: ArrayLike, x_test: ArrayLike, y_test: ArrayLike, ks: Sequence[int], *,
+                eps_train: float, eps_test: float, norm: str = "linf", steps: int = 500, lr: float = 0.05,
+                l2_reg: float = 0.0, key: jax.Array | None = None, box: bool = False) -> dict:
     """Standard and exact robust test accuracy of linear models restricted to the top-k features.
 
     For each k, the k features with the largest ``|corr(x_j, y)|`` on the *training* set are kept
@@ -232,7 +236,7 @@ def top_k_curve(x_train, y_train, x_test, y_test, ks: Sequence[int], *, eps_trai
     return {"k": np.asarray(ks), "standard": np.asarray(std), "robust": np.asarray(rob), "features": feats}
 
 
-def large_weight_share(w, *, rel: float = 0.01) -> float:
+def large_weight_share(w: ArrayLike, *, rel: float = 0.01) -> float:
     """Share of weights with ``|w_i| > rel * max_j |w_j|`` (lower = sparser model).
 
     Reproduction check 14 (Tsipras et al., binary MNIST): the L-inf-AT linear model has fewer
@@ -247,7 +251,7 @@ def large_weight_share(w, *, rel: float = 0.01) -> float:
     return float(np.mean(a > rel * m)) if m > 0 else 0.0
 
 
-def weight_correlation_rank(w, corr) -> float:
+def weight_correlation_rank(w: ArrayLike, corr: ArrayLike) -> float:
     """Spearman rank correlation between ``|w_i|`` and ``|corr(x_i, y)|`` over the features.
 
     Reproduction check 14: higher for the L-inf-AT linear model (it relies on the most

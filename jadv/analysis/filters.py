@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jadv._checks import is_concrete
+from jadv._typing import ArrayLike, PyTree
 
 __all__ = ["filter_metrics", "filters_of", "layer_metrics", "aggregate_by_depth", "distribution_shift",
            "DEPTH_GROUPS"]
@@ -93,7 +94,7 @@ def _entropy10(v: np.ndarray) -> float:
     return float(max(0.0, -np.sum(q * np.log10(q))))
 
 
-def filter_metrics(kernel, *, sparsity_eps: float = 0.01) -> dict:
+def filter_metrics(kernel: ArrayLike, *, sparsity_eps: float = 0.01) -> dict:
     """Sparsity, variance entropy and orthogonality of one conv layer (Gavrikov & Keuper 2022).
 
     Args:
@@ -155,7 +156,7 @@ def _walk(tree, prefix: str):
         yield prefix, tree
 
 
-def filters_of(params, *, order: str = "natural") -> Iterator[tuple[str, int, object]]:
+def filters_of(params: PyTree, *, order: str = "natural") -> Iterator[tuple[str, int, object]]:
     """Yield ``(layer_name, depth, kernel)`` for every conv kernel in a Flax params pytree.
 
     A conv kernel is a 4-D leaf whose key is ``"kernel"``; ``layer_name`` is the path of its
@@ -190,7 +191,7 @@ def filters_of(params, *, order: str = "natural") -> Iterator[tuple[str, int, ob
         yield name, depth, kernel
 
 
-def layer_metrics(params, *, sparsity_eps: float = 0.01, kernel_size: tuple[int, int] | None = (3, 3),
+def layer_metrics(params: PyTree, *, sparsity_eps: float = 0.01, kernel_size: tuple[int, int] | None = (3, 3),
                   order: str = "natural") -> list[dict]:
     """:func:`filter_metrics` for every conv layer of a params pytree, with its normalised depth.
 
@@ -301,7 +302,8 @@ def _scaled_nonsparse(kernels, sparsity_eps: float, name: str) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def distribution_shift(kernels_a, kernels_b, *, bins: int = 70, sparsity_eps: float = 0.01) -> float:
+def distribution_shift(kernels_a: Sequence[ArrayLike], kernels_b: Sequence[ArrayLike], *, bins: int = 70,
+                       sparsity_eps: float = 0.01) -> float:
     """Weighted symmetric KL divergence between two sets of filters (Gavrikov & Keuper 2022).
 
     Both sets are reduced to their non-sparse filters (sparsity judged per layer, as in

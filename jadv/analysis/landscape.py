@@ -18,25 +18,28 @@ NeurIPS 2018 (tomgoldstein/loss-landscape ``--xnorm filter --xignore biasbn``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jadv._checks import check_choice
+from jadv._typing import ArrayLike, PyTree
 
 __all__ = ["filter_normalized_direction", "landscape_1d", "landscape_2d", "default_alphas"]
 
 IGNORE = ("biasbn", None)
 
 
-def default_alphas(num: int = 51, span: float = 1.0):
+def default_alphas(num: int = 51, span: float = 1.0) -> jax.Array:
     """The loss-landscape default grid: ``num`` points evenly spaced in [-span, span] (51, [-1, 1])."""
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     return jnp.linspace(-span, span, num)
 
 
-def filter_normalized_direction(params, key, ignore: str | None = "biasbn"):
+def filter_normalized_direction(params: PyTree, key: jax.Array, ignore: str | None = "biasbn") -> PyTree:
     """A Gaussian random direction with filter normalisation (Li et al. 2018).
 
     For every leaf with ndim > 1, each *output filter* slice ``d[..., j]`` is rescaled to the
@@ -93,7 +96,8 @@ def _check_grid(name, a):
     return a
 
 
-def landscape_1d(loss_fn, params, d, alphas, *, batch_size: int | None = None):
+def landscape_1d(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, d: PyTree, alphas: ArrayLike, *,
+                 batch_size: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Loss along a line: ``L(params + alpha d)`` for every alpha.
 
     Args:
@@ -115,7 +119,8 @@ def landscape_1d(loss_fn, params, d, alphas, *, batch_size: int | None = None):
     return alphas, lax.map(at, alphas, batch_size=batch_size)
 
 
-def landscape_2d(loss_fn, params, d1, d2, alphas, betas, *, batch_size: int | None = None):
+def landscape_2d(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, d1: PyTree, d2: PyTree, alphas: ArrayLike,
+                 betas: ArrayLike, *, batch_size: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Loss on a plane: ``L(params + alpha d1 + beta d2)`` on the grid alphas x betas.
 
     Args:

@@ -20,6 +20,7 @@ import optax
 from jax import lax
 
 from jadv._checks import check_choice, check_images, check_labels, check_nonnegative, check_norm, check_positive_int
+from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks.projections import _bcast, init_point, project, step_direction
 
 __all__ = ["large_eps_examples", "interpolate"]
@@ -27,8 +28,9 @@ __all__ = ["large_eps_examples", "interpolate"]
 _INITS = ("zero", "uniform")
 
 
-def large_eps_examples(logits_fn, x, y_target, *, key, eps, step_size, steps, norm: str = "l2",
-                       init: str = "zero", keep_best: bool = True):
+def large_eps_examples(logits_fn: LogitsFn, x: ArrayLike, y_target: ArrayLike, *, key: jax.Array, eps: Scalar,
+                       step_size: Scalar, steps: int, norm: str = "l2", init: str = "zero",
+                       keep_best: bool = True) -> jax.Array:
     """Targeted PGD with a large radius that keeps each example's best iterate.
 
     Minimises ``CE(logits_fn(x_adv), y_target)`` over ``||x_adv - x|| <= eps`` and
@@ -94,7 +96,7 @@ def large_eps_examples(logits_fn, x, y_target, *, key, eps, step_size, steps, no
     return lax.stop_gradient(best_x)
 
 
-def interpolate(x, x_adv, alphas):
+def interpolate(x: ArrayLike, x_adv: ArrayLike, alphas: ArrayLike) -> jax.Array:
     """Images on the straight path ``(1 - alpha) x + alpha x_adv``.
 
     Args:

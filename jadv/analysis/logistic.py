@@ -29,6 +29,7 @@ import optax
 from jax import lax
 
 from jadv._checks import check_choice, check_nonnegative, check_norm, check_positive_int, is_concrete
+from jadv._typing import ArrayLike, Scalar
 
 __all__ = [
     "adv_logistic_loss",
@@ -72,7 +73,8 @@ def _margins(w, X, y, eps, norm, b):
     return -y * z + eps * pen
 
 
-def adv_logistic_loss(w, X, y, *, eps, norm: str = "l2", b=None):
+def adv_logistic_loss(w: ArrayLike, X: ArrayLike, y: ArrayLike, *, eps: Scalar, norm: str = "l2",
+                      b: ArrayLike | None = None) -> jax.Array:
     """Closed-form adversarial logistic loss ``mean_i softplus(-y_i (w.x_i + b) + eps ||w||_*)``.
 
     Args:
@@ -90,7 +92,8 @@ def adv_logistic_loss(w, X, y, *, eps, norm: str = "l2", b=None):
     return jnp.mean(jax.nn.softplus(_margins(w, X, y, eps, norm, b)))
 
 
-def adv_logistic_hessian(w, X, y, *, eps, norm: str = "l2", kind: str = "exact", b=None):
+def adv_logistic_hessian(w: ArrayLike, X: ArrayLike, y: ArrayLike, *, eps: Scalar, norm: str = "l2",
+                         kind: str = "exact", b: ArrayLike | None = None) -> jax.Array:
     """Closed-form Hessian in w of :func:`adv_logistic_loss` (b held fixed).
 
     Args:
@@ -141,8 +144,8 @@ def _lbfgs_solve(obj, w0, iters, memory):
     return w
 
 
-def fit_adv_logistic(X, y, *, eps, norm: str = "l2", l2_reg: float = 0.0, iters: int = 200,
-                     memory: int = 10, w0=None):
+def fit_adv_logistic(X: ArrayLike, y: ArrayLike, *, eps: Scalar, norm: str = "l2", l2_reg: float = 0.0,
+                     iters: int = 200, memory: int = 10, w0: ArrayLike | None = None) -> jax.Array:
     """Minimise the adversarial logistic loss (+ ``l2_reg/2 ||w||^2``) by L-BFGS (optax).
 
     A fixed number of L-BFGS iterations (zoom line search) inside ``lax.scan``: pure, jit-able,
@@ -181,7 +184,8 @@ def fit_adv_logistic(X, y, *, eps, norm: str = "l2", l2_reg: float = 0.0, iters:
     return _lbfgs_solve(obj, jnp.asarray(w0, X.dtype), iters, memory)
 
 
-def adv_logistic_sweep(X, y, eps_grid, *, norm: str = "l2", l2_reg: float = 0.0, iters: int = 200):
+def adv_logistic_sweep(X: ArrayLike, y: ArrayLike, eps_grid: ArrayLike, *, norm: str = "l2", l2_reg: float = 0.0,
+                       iters: int = 200) -> jax.Array:
     """Fit and measure adversarial logistic regression for every eps in a grid, as one vmap.
 
     Args:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jadv._checks import check_choice, check_images, check_labels
+from jadv._typing import ArrayLike, LogitsFn
 from jadv.attacks.losses import get_loss
 
 __all__ = ["input_gradients", "saliency_display", "sobel_edges", "saliency_alignment"]
@@ -20,7 +21,7 @@ __all__ = ["input_gradients", "saliency_display", "sobel_edges", "saliency_align
 _LOSSES = ("ce", "margin", "dlr")
 
 
-def input_gradients(logits_fn, x, y, *, loss: str = "ce"):
+def input_gradients(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, loss: str = "ce") -> jax.Array:
     """Gradient of each example's loss with respect to its input.
 
     Args:
@@ -54,7 +55,7 @@ def _check_batch(a, name):
         raise TypeError(f"{name} must be a float array, got dtype {jnp.result_type(a)}")
 
 
-def saliency_display(grad, *, n_std: float = 3.0):
+def saliency_display(grad: ArrayLike, *, n_std: float = 3.0) -> jax.Array:
     """The paper's display of a gradient: per image, clip to mean +- ``n_std`` standard deviations
     (over all pixels and channels), then rescale linearly so the clipped range maps to [0, 1]
     (min -> 0, max -> 1). A constant gradient becomes 0.5 everywhere.
@@ -85,7 +86,7 @@ def _gray(x):
     return jnp.mean(x, axis=-1)
 
 
-def sobel_edges(x):
+def sobel_edges(x: ArrayLike) -> jax.Array:
     """Sobel gradient magnitude of the grey-scale image (replicate padding at the border).
 
     Args:
@@ -108,7 +109,7 @@ def sobel_edges(x):
     return jnp.sqrt(gx ** 2 + gy ** 2)
 
 
-def saliency_alignment(grad, x):
+def saliency_alignment(grad: ArrayLike, x: ArrayLike) -> jax.Array:
     """Per-example Pearson correlation between ``|grad|`` and the Sobel edge map of ``x``.
 
     ``|grad|`` is summed over channels; the edge map is :func:`sobel_edges` of the grey-scale

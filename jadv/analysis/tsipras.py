@@ -16,11 +16,13 @@ For ``f(x) = sign(w_0 x_1 + w_r . x_r)`` (no bias) the accuracies are exact clos
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
 from jadv._checks import check_nonnegative, check_positive_int
+from jadv._typing import ArrayLike
 
 __all__ = ["linear_accuracy_theory", "theorem_2_1_bound", "averaging_classifier", "robust_feature_classifier",
            "theorem_2_2_conditions", "theorem_2_2_check"]
@@ -32,7 +34,7 @@ def _check_p(p, upper_open: bool = True) -> None:
         raise ValueError(f"p must lie in [1/2, 1{')' if upper_open else ']'}, got {p!r}")
 
 
-def linear_accuracy_theory(w, *, p: float, eta: float, eps: float = 0.0):
+def linear_accuracy_theory(w: ArrayLike, *, p: float, eta: float, eps: float = 0.0) -> jax.Array:
     """Exact standard (``eps=0``) or L-inf-robust accuracy of ``sign(w . x)`` on Tsipras eq. (3).
 
     Derivation. The distribution is symmetric under ``(x, y) -> (-x, -y)`` and ``sign`` is odd, so
@@ -75,7 +77,7 @@ def linear_accuracy_theory(w, *, p: float, eta: float, eps: float = 0.0):
     return p * p_greater(t_plus) + (1 - p) * p_greater(t_minus)
 
 
-def theorem_2_1_bound(standard_accuracy, *, p: float):
+def theorem_2_1_bound(standard_accuracy: ArrayLike, *, p: float) -> jax.Array:
     """Theorem 2.1 of Tsipras et al.: robust accuracy <= p / (1 - p) * (1 - standard accuracy).
 
     Holds for every classifier and every L-inf radius eps >= 2 eta on eq. (3). The bound is
@@ -92,7 +94,7 @@ def theorem_2_1_bound(standard_accuracy, *, p: float):
     return p / (1.0 - p) * (1.0 - jnp.asarray(standard_accuracy, jnp.float32))
 
 
-def averaging_classifier(d: int):
+def averaging_classifier(d: int) -> jax.Array:
     """``w = (0, 1, ..., 1)`` of length d + 1: sign of the sum of the weak features.
 
     The direction of the standard (SVM) solution of Theorem 2.2 (Lemma D.1, equal weak weights;
@@ -104,7 +106,7 @@ def averaging_classifier(d: int):
     return jnp.concatenate([jnp.zeros(1, jnp.float32), jnp.ones(d, jnp.float32)])
 
 
-def robust_feature_classifier(d: int):
+def robust_feature_classifier(d: int) -> jax.Array:
     """``w = (1, 0, ..., 0)`` of length d + 1: ``sign(x_1)``, the adversarial minimiser of
     Theorem 2.2 (ii) (Lemma D.5). Standard = robust accuracy = p for every eps < 1."""
     d = check_positive_int("d", d)
@@ -124,7 +126,7 @@ def theorem_2_2_conditions(*, d: int, p: float, eta: float, eps_train: float | N
     return out
 
 
-def theorem_2_2_check(w_standard, w_adversarial, *, p: float, eta: float, eps: float, tol: float = 1e-3) -> dict:
+def theorem_2_2_check(w_standard: ArrayLike, w_adversarial: ArrayLike, *, p: float, eta: float, eps: float, tol: float = 1e-3) -> dict:
     """Check the conclusions of Theorem 2.2 for given classifiers with the exact accuracies.
 
     (i) the standard classifier has standard accuracy > 0.99 and robust accuracy < 0.01 at

@@ -6,12 +6,12 @@ the eps-ball and the [0, 1] box.
 """
 from jadv.attacks.apgd import apgd, apgd_checkpoints, apgd_targeted
 from jadv.attacks.autoattack import autoattack, standard_attacks
-from jadv.attacks.evaluate import (AttackCheckError, check_perturbations, robust_accuracy,
-                                   robust_accuracy_curve)
+from jadv.attacks.eps_curve import eps_curve_flags, robust_accuracy_curve
+from jadv.attacks.evaluate import AttackCheckError, check_perturbations, robust_accuracy
 from jadv.attacks.fab import box_hyperplane_projection, fab_targeted
 from jadv.attacks.fgsm import fgsm
 from jadv.attacks.losses import cross_entropy, dlr, dlr_targeted, get_loss, kl_divergence, margin
-from jadv.attacks.masking_checks import eps_curve_flags, masking_flags
+from jadv.attacks.masking_checks import masking_flags
 from jadv.attacks.pgd import pgd, pgd_generic
 from jadv.attacks.projections import INITS, init_point, per_example_norm, project
 from jadv.attacks.specs import make_attack

@@ -21,6 +21,9 @@ Per example, in one ``lax.fori_loop`` (robustness-libraries.md section 4.7):
 
 Restarts are vmapped (restart ``r`` uses ``fold_in(key, r)``); the first restart that breaks a point
 gives its output, matching the reference's sequential restarts on the still-robust points.
+
+On CPU the step loop's body has its convolutions rewritten into XLA:CPU's fast layout at trace time
+(the same values; :mod:`jadv._cpu_loops` explains why and how to switch it off).
 """
 from __future__ import annotations
 
@@ -31,22 +34,12 @@ from jax import lax
 
 from jadv._checks import check_choice, check_positive_int
 from jadv._cpu_loops import cpu_canonical
+from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import check_attack_inputs, check_key
 from jadv.attacks.losses import dlr_targeted, get_loss
 from jadv.attacks.projections import _bcast, init_point, project, step_direction
 
-__all__ = ["apgd", "apgd_targeted", "apgd_checkpoints", "apgd_run", "top_targets", "LOOP_NOTE"]
-
-LOOP_NOTE = """Loops over conv-net gradients on XLA:CPU (jax 0.10.2). XLA:CPU runs a convolution on its
-fast path only in the canonical layout (NHWC input, HWIO kernel, NHWC output), and its pass that
-rewrites other convolutions into that form visits only the entry computation, so the backward
-convolutions inside a ``while`` body (every ``lax.fori_loop``) stay on a slow path: APGD-100 on a
-small CNN ran 2.2-2.5x slower than the same steps as straight-line code. On CPU the step loop's body
-therefore has its convolutions rewritten into the canonical form at trace time
-(:func:`jadv._cpu_loops.canonical_convs`: transposes around a canonical convolution, the same
-values; ``JADV_CANONICAL_CONVS=off`` switches it off). The loop stays one jit-able ``lax`` loop;
-GPU/TPU programs are left unchanged. Measured in BENCHMARKS.md (benchmarks/bench_long_loops.py)."""
-
+__all__ = ["apgd", "apgd_targeted", "apgd_checkpoints", "apgd_run", "top_targets"]
 
 def apgd_checkpoints(steps: int) -> list[int]:
     """Iteration counts after which APGD checks its step size (Croce & Hein 2020, Sec. 3.2).
@@ -139,7 +132,7 @@ def apgd_run(objective, x, key, eps, steps, norm, rho=0.75):
         st["grad"] = jnp.where(red, st["grad_best"], g)
         return st
 
-    # cpu_canonical: convolutions of the body in XLA:CPU's fast layout (see LOOP_NOTE); no-op off CPU
+    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (see jadv._cpu_loops); no-op off CPU
     st = lax.fori_loop(0, steps, cpu_canonical(body), state)
     return {"x_adv": st["x_best_adv"], "success": st["success"], "x_best": st["x_best"],
             "loss_best": st["loss_best"]}
@@ -170,7 +163,8 @@ def _check(logits_fn, x, y, key, eps, steps, norm, restarts):
     return k
 
 
-def apgd(logits_fn, x, y, *, key, eps, steps=100, norm="linf", loss="ce", restarts=1):
+def apgd(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: Scalar, steps: int = 100,
+         norm: str = "linf", loss: str = "ce", restarts: int = 1) -> jax.Array:
     """APGD-CE / APGD-DLR, untargeted (Croce & Hein 2020). See the module docstring for the algorithm.
 
     Args:
@@ -206,7 +200,8 @@ def top_targets(logits, n_targets):
     return jnp.stack([order[:, -t] for t in range(2, n_targets + 2)]).astype(jnp.int32)
 
 
-def apgd_targeted(logits_fn, x, y, *, key, eps, steps=100, norm="linf", n_targets=9, restarts=1):
+def apgd_targeted(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: Scalar,
+                  steps: int = 100, norm: str = "linf", n_targets: int = 9, restarts: int = 1) -> jax.Array:
     """APGD-T (Croce & Hein 2020): APGD on the targeted DLR loss, for each of ``n_targets`` targets.
 
     Targets are the 2nd..(n_targets+1)-th largest clean logits; the targets are run one after another

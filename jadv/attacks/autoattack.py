@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jadv._checks import check_choice, check_norm, check_positive_int
+from jadv._typing import ArrayLike, PyTree
 from jadv.attacks._validate import check_eps, check_images_np, check_key, check_labels_np, num_classes
 from jadv.attacks.evaluate import _bind, _padded_batches, check_attack_output, check_perturbations, make_placer
 from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
@@ -49,7 +51,7 @@ def attack_batch_size(n_left: int, batch_size: int, multiple: int = 1) -> int:
     return min(b, batch_size)
 
 
-def standard_attacks(eps, norm="linf"):
+def standard_attacks(eps: float, norm: str = "linf") -> list[dict]:
     """The AutoAttack ``standard`` list as dict specs (names "apgd-ce", "apgd-t", "fab-t", "square")."""
     return [
         {"name": "apgd-ce", "eps": eps, "norm": norm, "steps": 100, "restarts": 1},
@@ -61,8 +63,10 @@ def standard_attacks(eps, norm="linf"):
     ]
 
 
-def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", attacks=None,
-               batch_size=500, params=None, verbose=True, tol=1e-5, checks=True, shard=False):
+def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: float, norm: str = "linf",
+               version: str = "standard", attacks: list | None = None, batch_size: int = 500,
+               params: PyTree = None, verbose: bool = True, tol: float = 1e-5, checks: bool = True,
+               shard: bool = False) -> tuple[np.ndarray, dict]:
     """Run AutoAttack and return ``(x_adv, report)``.
 
     Args:

@@ -4,8 +4,8 @@ per-example worst case.
 * :func:`robust_accuracy` runs every attack on every point and reports clean accuracy, per-attack
   accuracy and the worst case across attacks (a point is robust only if it is classified correctly
   on clean input and survives every attack) -- never the average of per-attack accuracies.
-* :func:`robust_accuracy_curve` computes robust accuracy for a grid of eps in one program (vmap over
-  eps); jit it at the call site.
+* :func:`jadv.attacks.robust_accuracy_curve` (in :mod:`jadv.attacks.eps_curve`) computes robust
+  accuracy for a grid of eps in one program (vmap over eps); jit it at the call site.
 
 The drivers jit one function per attack at a fixed batch shape (the last batch is padded by
 repeating points and the padding is dropped), so each attack compiles once. ``logits_fn`` is either
@@ -18,22 +18,20 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadv._checks import check_choice, check_norm, check_positive_int
-from jadv.attacks._validate import (check_attack_inputs, check_eps, check_images_np, check_key,
-                                    check_labels_np, num_classes)
-from jadv.attacks.apgd import apgd
-from jadv.attacks.fgsm import fgsm
+from jadv._checks import check_positive_int
+from jadv._typing import ArrayLike, PyTree
+from jadv.attacks._validate import check_images_np, check_key, check_labels_np, num_classes
 from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
-from jadv.attacks.pgd import pgd
 from jadv.attacks.projections import per_example_norm
 from jadv.attacks.specs import make_attack
 
-__all__ = ["robust_accuracy", "robust_accuracy_curve", "perturbation_stats", "check_perturbations",
+__all__ = ["robust_accuracy", "perturbation_stats", "check_perturbations",
            "check_attack_output", "AttackCheckError"]
 
 
@@ -71,7 +69,7 @@ def _padded_batches(idx: np.ndarray, batch_size: int):
         yield real, n
 
 
-def perturbation_stats(x, x_adv, norm=None):
+def perturbation_stats(x: jax.Array, x_adv: jax.Array, norm: str | None = None) -> dict[str, jax.Array]:
     """Per-example stats of ``x_adv - x``: dict of ``linf``, ``l2`` norms ``[B]``, ``nan [B]`` bool,
     ``min``/``max`` of ``x_adv`` per example. Pure (jit-able)."""
     d = jnp.where(jnp.isnan(x_adv), 0.0, x_adv - x)
@@ -82,7 +80,8 @@ def perturbation_stats(x, x_adv, norm=None):
             "max": jnp.max(jnp.where(jnp.isnan(x_adv), 0.5, x_adv), axis=axes)}
 
 
-def check_perturbations(x, x_adv, *, eps=None, norm="linf", tol=1e-5, name="attack"):
+def check_perturbations(x: ArrayLike, x_adv: ArrayLike, *, eps: float | None = None, norm: str = "linf",
+                        tol: float = 1e-5, name: str = "attack") -> dict:
     """Raise :class:`AttackCheckError` if ``x_adv`` has NaNs, leaves [0, 1], or (when ``eps`` is given)
     leaves the ``eps``-ball of ``norm`` by more than ``tol``. Returns a dict of summary numbers."""
     x = np.asarray(x, np.float64)
@@ -131,8 +130,9 @@ def _progress(msg, enabled):
         print(msg, file=sys.stderr, flush=True)
 
 
-def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=None, progress=True,
-                    tol=1e-5, return_adv=False, shard=False, checks=False):
+def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: list, *, key: jax.Array,
+                    batch_size: int = 256, params: PyTree = None, progress: bool = True, tol: float = 1e-5,
+                    return_adv: bool = False, shard: bool = False, checks: bool = False) -> dict:
     """Clean, per-attack and worst-case robust accuracy over a dataset.
 
     Args:
@@ -257,41 +257,3 @@ def robust_accuracy(logits_fn, x, y, attacks, *, key, batch_size=256, params=Non
                                      warn=progress)
     return out
 
-
-_CURVE_ATTACKS = ("pgd", "fgsm", "apgd")
-
-
-def robust_accuracy_curve(logits_fn, x, y, *, key, eps_grid, attack="pgd", norm="linf", steps=10,
-                          step_size_factor=2.5, restarts=1, loss="ce", init=None):
-    """Robust accuracy at every eps of ``eps_grid``, vmapped over eps (one program; jit at the call site).
-
-    Args:
-      logits_fn: ``x -> logits``. x ``[B, H, W, C]``; y ``[B]``. key: PRNG key (the same key for every
-        eps, so the curve equals separate calls with that key).
-      eps_grid: ``[E]`` radii. attack: "pgd" (step ``step_size_factor * eps / steps``, init "uniform"
-        for Linf / "ball" for L2 unless ``init`` is given), "fgsm" or "apgd" (``steps`` iterations).
-      norm, steps, restarts, loss: passed to the attack.
-    Returns: ``[E]`` float32 robust accuracies (clean errors count as errors).
-    """
-    check_choice("attack", attack, _CURVE_ATTACKS)
-    check_norm(norm)
-    check_key(key)
-    eps_grid = jnp.asarray(eps_grid, jnp.float32)
-    if eps_grid.ndim != 1 or eps_grid.shape[0] < 1:
-        raise ValueError(f"eps_grid must be a non-empty 1-D array of radii, got shape {eps_grid.shape}")
-    check_attack_inputs(logits_fn, x, y, 0.0, norm)
-    check_eps(eps_grid, norm, x)
-    if init is None:
-        init = "uniform" if norm == "linf" else "ball"
-
-    def one(eps):
-        if attack == "pgd":
-            xa = pgd(logits_fn, x, y, key=key, eps=eps, step_size=step_size_factor * eps / steps, steps=steps,
-                     norm=norm, restarts=restarts, init=init, loss=loss)
-        elif attack == "fgsm":
-            xa = fgsm(logits_fn, x, y, eps=eps, norm=norm, loss=loss)
-        else:
-            xa = apgd(logits_fn, x, y, key=key, eps=eps, steps=steps, norm=norm, loss=loss, restarts=restarts)
-        return jnp.mean((jnp.argmax(logits_fn(xa), -1) == y).astype(jnp.float32))
-
-    return jax.vmap(one)(eps_grid)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jadv._checks import check_positive_int
+from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import check_attack_inputs, check_key
 from jadv.attacks.apgd import top_targets
 from jadv.attacks.projections import _bcast, per_example_norm
@@ -32,7 +33,7 @@ from jadv.attacks.projections import _bcast, per_example_norm
 __all__ = ["fab_targeted", "box_hyperplane_projection"]
 
 
-def box_hyperplane_projection(t, w, b, norm: str):
+def box_hyperplane_projection(t: jax.Array, w: jax.Array, b: jax.Array, norm: str) -> jax.Array:
     """Minimal-norm ``d`` with ``w . (t + d) = b`` and ``t + d`` in [0, 1]^D, per row.
 
     Args: ``t, w [B, D]``, ``b [B]``, norm "linf" or "l2". Returns ``d [B, D]``.
@@ -117,8 +118,9 @@ def _fab_one_target(logits_fn, x0, y, yt, steps, norm, alpha_max, eta, beta):
     return adv, res
 
 
-def fab_targeted(logits_fn, x, y, *, key, eps, steps=100, norm="linf", n_targets=9, alpha_max=0.1,
-                 eta=1.05, beta=0.9):
+def fab_targeted(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: Scalar,
+                 steps: int = 100, norm: str = "linf", n_targets: int = 9, alpha_max: float = 0.1,
+                 eta: float = 1.05, beta: float = 0.9) -> jax.Array:
     """FAB-T (Croce & Hein 2020), the targeted minimum-norm attack of AutoAttack; see module docstring.
 
     Args:

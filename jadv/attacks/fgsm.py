@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jadv._checks import check_choice, check_nonnegative, check_scalar
+from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import check_attack_inputs, check_key, check_labels_np
 from jadv.attacks.pgd import attack_objective
 from jadv.attacks.projections import DEFAULT_INITS, init_point, project, step_direction
@@ -15,8 +16,9 @@ from jadv.attacks.projections import DEFAULT_INITS, init_point, project, step_di
 __all__ = ["fgsm"]
 
 
-def fgsm(logits_fn, x, y, *, eps, norm="linf", key=None, random_start=False, step_size=None,
-         loss="ce", targeted=False, y_target=None):
+def fgsm(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, eps: Scalar, norm: str = "linf",
+         key: jax.Array | None = None, random_start: bool = False, step_size: Scalar | None = None,
+         loss: str = "ce", targeted: bool = False, y_target: ArrayLike | None = None) -> jax.Array:
     """One gradient step: ``x_adv = P(x0 + a * sign(grad))`` (Linf) or ``P(x0 + a * g/||g||_2)`` (L2).
 
     Args:

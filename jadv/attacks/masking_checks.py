@@ -1,7 +1,7 @@
 """Gradient-masking checks, after AutoAttack's flags (Croce & Hein 2020, ``autoattack/checks.py``
 and ``flags_doc.md``) plus the eps-curve sanity checks of Carlini et al. 2019 ("On evaluating
 adversarial robustness"): robust accuracy must not increase with eps, and must reach ~0 at a very
-large eps.
+large eps (:func:`jadv.attacks.eps_curve.eps_curve_flags` runs the curve and applies both).
 
 Each check returns a plain value; :func:`masking_flags` collects them into a dict of
 ``{name: {"flag": bool, "value": ..., "message": str}}`` (``flag`` True means "suspicious").
@@ -15,12 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import check_attack_inputs, check_key
 from jadv.attacks.apgd import top_targets
 from jadv.attacks.losses import dlr, dlr_targeted, margin
 from jadv.attacks.projections import init_point, per_example_norm
 
-__all__ = ["eps_curve_flags", "zero_gradient_mask", "zero_gradient_fraction", "is_randomized", "is_softmax_output", "square_beats_whitebox",
+__all__ = ["zero_gradient_mask", "zero_gradient_fraction", "is_randomized", "is_softmax_output", "square_beats_whitebox",
            "accuracy_increases_with_eps", "not_broken_at_large_eps", "masking_flags"]
 
 
@@ -41,7 +42,8 @@ def _dlr_check_loss(logits, y):
     return margin(logits, y)
 
 
-def zero_gradient_mask(logits_fn, x, y, *, key=None, eps=None, norm="linf"):
+def zero_gradient_mask(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array | None = None,
+                       eps: Scalar | None = None, norm: str = "linf") -> jax.Array:
     """Which points have an exactly zero input gradient, by AutoAttack's definition.
 
     AutoAttack (Croce & Hein 2020, ``autoattack/checks.py`` ``check_zero_gradients``, called from
@@ -61,7 +63,8 @@ def zero_gradient_mask(logits_fn, x, y, *, key=None, eps=None, norm="linf"):
     return per_example_norm(g, "l1") == 0
 
 
-def zero_gradient_fraction(logits_fn, x, y, *, key=None, eps=None, norm="linf"):
+def zero_gradient_fraction(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array | None = None,
+                           eps: float | None = None, norm: str = "linf") -> float:
     """Share of points flagged by :func:`zero_gradient_mask` (a float in [0, 1]).
 
     x ``[B, ...]``, y ``[B]``; ``key``/``eps``/``norm`` choose the start points as there.
@@ -72,7 +75,8 @@ def zero_gradient_fraction(logits_fn, x, y, *, key=None, eps=None, norm="linf"):
     return float(jnp.mean(zero_gradient_mask(logits_fn, x, y, key=key, eps=eps, norm=norm)))
 
 
-def is_randomized(logits_fn, x, y=None, *, n=5, alpha=1e-4):
+def is_randomized(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike | None = None, *, n: int = 5,
+                  alpha: float = 1e-4) -> bool:
     """True if ``n`` calls on the same input give different (L2-normalised) outputs by more than
     ``alpha`` or a different number of correct predictions (AA ``check_randomized``)."""
     outs = [np.asarray(logits_fn(x), np.float64) for _ in range(n)]
@@ -86,14 +90,14 @@ def is_randomized(logits_fn, x, y=None, *, n=5, alpha=1e-4):
     return bool(max_diff > alpha)
 
 
-def is_softmax_output(logits_fn, x, *, alpha=1e-5):
+def is_softmax_output(logits_fn: LogitsFn, x: ArrayLike, *, alpha: float = 1e-5) -> bool:
     """True if the outputs look like probabilities (in [0, 1] and rows summing to 1), i.e. the model
     returns softmax outputs instead of logits (AA ``check_range_output``)."""
     o = np.asarray(logits_fn(x), np.float64)
     return bool(o.max() < 1 + alpha and o.min() > -alpha and np.all(np.abs(o.sum(-1) - 1) < alpha))
 
 
-def square_beats_whitebox(accuracies: dict, *, alpha=0.002):
+def square_beats_whitebox(accuracies: dict, *, alpha: float = 0.002) -> bool:
     """True if the black-box Square attack reached a robust accuracy lower (by more than ``alpha``) than
     the best white-box attack (AA ``check_square_sr``). ``accuracies``: attack name -> robust accuracy;
     attacks whose name starts with "square" are black-box, the rest white-box (a "clean" entry is
@@ -105,7 +109,7 @@ def square_beats_whitebox(accuracies: dict, *, alpha=0.002):
     return bool(min(sq) < min(wb) - alpha)
 
 
-def accuracy_increases_with_eps(eps_grid, accuracies, *, tol=0.0):
+def accuracy_increases_with_eps(eps_grid: ArrayLike, accuracies: ArrayLike, *, tol: float = 0.0) -> bool:
     """True if robust accuracy increases (by more than ``tol``) from some eps to a larger one."""
     e = np.asarray(eps_grid, np.float64)
     a = np.asarray(accuracies, np.float64)[np.argsort(e)]
@@ -113,14 +117,17 @@ def accuracy_increases_with_eps(eps_grid, accuracies, *, tol=0.0):
     return bool(np.any(a > worst_so_far + tol))
 
 
-def not_broken_at_large_eps(accuracy_at_large_eps, *, threshold=0.01):
+def not_broken_at_large_eps(accuracy_at_large_eps: float, *, threshold: float = 0.01) -> bool:
     """True if the robust accuracy at a very large eps stays above ``threshold`` (an attack able to
     change the image freely must break everything; otherwise gradients are masked)."""
     return bool(float(accuracy_at_large_eps) > threshold)
 
 
-def masking_flags(logits_fn, x, y, *, key=None, eps=None, norm="linf", zero_gradients=None,
-                  attack_accuracies=None, eps_grid=None, curve=None, large_eps_accuracy=None, warn=True):
+def masking_flags(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array | None = None,
+                  eps: float | None = None, norm: str = "linf", zero_gradients: float | None = None,
+                  attack_accuracies: dict | None = None, eps_grid: ArrayLike | None = None,
+                  curve: ArrayLike | None = None, large_eps_accuracy: float | None = None,
+                  warn: bool = True) -> dict:
     """Collect the checks into ``{name: {"flag", "value", "message"}}`` and optionally warn.
 
     Always: "zero_gradients" (``zero_gradients``, the share of flagged points when the caller
@@ -162,33 +169,3 @@ def masking_flags(logits_fn, x, y, *, key=None, eps=None, norm="linf", zero_grad
         v["flag"] = bool(v["flag"])
     return out
 
-
-def eps_curve_flags(logits_fn, x, y, *, key, eps_grid, norm="linf", attack="pgd", steps=10, large_eps=None,
-                    init=None, warn=True):
-    """Robust-accuracy curve sanity checks (Carlini et al. 2019), in one vmapped program.
-
-    Runs :func:`jadv.attacks.robust_accuracy_curve` on ``eps_grid`` plus ``large_eps`` (default: the
-    whole box, 1.0 for Linf and sqrt(d) for L2) and returns ``{"eps_grid", "curve", "flags"}`` where
-    ``flags`` holds "accuracy_increases_with_eps" and "not_broken_at_large_eps" (see
-    :func:`masking_flags`). ``init`` is passed to PGD (default: uniform / ball start).
-    """
-    from jadv.attacks.evaluate import robust_accuracy_curve
-    import math
-    if large_eps is None:
-        large_eps = 1.0 if norm == "linf" else math.sqrt(math.prod(jnp.shape(x)[1:]))
-    grid = jnp.concatenate([jnp.asarray(eps_grid, jnp.float32).reshape(-1), jnp.asarray([large_eps], jnp.float32)])
-    curve = jax.jit(lambda xx, yy: robust_accuracy_curve(logits_fn, xx, yy, key=key, eps_grid=grid, attack=attack,
-                                                         norm=norm, steps=steps, init=init))(jnp.asarray(x), jnp.asarray(y))
-    curve = np.asarray(curve)
-    flags = {}
-    inc = accuracy_increases_with_eps(grid, curve)
-    flags["accuracy_increases_with_eps"] = {"flag": inc, "value": [float(c) for c in curve],
-                                            "message": "robust accuracy increases with eps somewhere on the curve"}
-    nb = not_broken_at_large_eps(curve[-1])
-    flags["not_broken_at_large_eps"] = {"flag": nb, "value": float(curve[-1]),
-                                        "message": f"robust accuracy {float(curve[-1]):.2%} at eps={large_eps:g}, not ~0"}
-    if warn:
-        for name, v in flags.items():
-            if v["flag"]:
-                warnings.warn(f"gradient-masking check {name!r}: {v['message']}", stacklevel=2)
-    return {"eps_grid": [float(e) for e in np.asarray(grid)], "curve": curve, "flags": flags}

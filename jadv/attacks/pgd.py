@@ -9,9 +9,10 @@ Two entry points:
   objectives build on it.
 
 Step (section 4.2 of the reference notes): Linf ``x <- x + a*sign(g)``; L2 ``x <- x + a*g/(||g||+1e-10)``;
-then projection onto the eps-ball and the [0, 1] box. Steps run in ``lax.fori_loop``; restarts are
-``vmap``-ped, restart ``r`` uses ``jax.random.fold_in(key, r)`` (so restart 0 is the same draw for any
-number of restarts).
+then projection onto the eps-ball and the [0, 1] box. Steps run in ``lax.fori_loop`` (on CPU its body's
+convolutions are rewritten into XLA:CPU's fast layout at trace time, the same values:
+:mod:`jadv._cpu_loops`); restarts are ``vmap``-ped, restart ``r`` uses ``jax.random.fold_in(key, r)``
+(so restart 0 is the same draw for any number of restarts).
 
 **Which iterate is returned** (``select``):
 
@@ -31,6 +32,8 @@ differentiate through the unrolled attack instead (expensive; sign steps have ze
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -38,22 +41,13 @@ from jax import lax
 from jadv._checks import (check_choice, check_nonempty_batch, check_nonnegative, check_norm, check_positive_int,
                           check_scalar)
 from jadv._cpu_loops import cpu_canonical
+from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import (check_attack_inputs, check_eps, check_images_np, check_key, check_labels_np,
                                     check_scalar_eps)
 from jadv.attacks.losses import get_loss
 from jadv.attacks.projections import _bcast, init_point, project, resolve_init, step_direction
 
-__all__ = ["pgd", "pgd_generic", "attack_objective", "select_better", "UNROLL_NOTE"]
-
-UNROLL_NOTE = """On XLA:CPU (jax 0.10.2) a convnet's input gradient ran about 2-2.5x slower inside a
-``while`` loop body than outside one: the backward convolution inside the loop keeps a
-transposed kernel layout (``01oi``) and misses the fast convolution path, because XLA:CPU's
-layout pass visits the entry computation only (benchmarks/bench_loop_unroll.py, BENCHMARKS.md).
-The step loop's body is therefore rewritten at trace time into the canonical layout on the CPU
-backend (:func:`jadv._cpu_loops.cpu_canonical`; the same values, ``JADV_CANONICAL_CONVS=off``
-to disable): the loop runs as fast as unrolled code. ``unroll=True`` still unrolls the loop
-completely (the earlier remedy; compile time grows with ``steps``); it is no longer needed on CPU."""
-
+__all__ = ["pgd", "pgd_generic", "attack_objective", "select_better"]
 
 def select_better(new, old):
     """Per-example choice between candidates ``(x, loss, success)``: the new one wins if it succeeds
@@ -82,7 +76,7 @@ def attack_objective(logits_fn, y, *, loss="ce", targeted=False, y_target=None):
     return objective
 
 
-def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select, unroll=1):
+def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select):
     """One restart. Returns the chosen candidate ``(x, loss, success)``."""
     x_start = init_point(key, x, eps, norm, init)
 
@@ -102,8 +96,8 @@ def _pgd_single(objective, x, key, eps, step_size, steps, norm, init, select, un
         xa = project(xa + step_size * step_direction(g, norm), x, eps, norm)
         return xa, best
 
-    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (see UNROLL_NOTE); no-op off CPU
-    xa, best = lax.fori_loop(0, steps, cpu_canonical(body), (x_start, best0), unroll=unroll)
+    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (see jadv._cpu_loops); no-op off CPU
+    xa, best = lax.fori_loop(0, steps, cpu_canonical(body), (x_start, best0))
     l, s = objective(xa)
     if select == "best":
         return select_better((xa, l, s), best)
@@ -121,8 +115,9 @@ def _check_common(eps, step_size, steps, norm, init, restarts) -> str:
     return resolve_init(init, norm)
 
 
-def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1, init=None,
-        loss="ce", targeted=False, y_target=None, select="best", unroll=1):
+def pgd(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: Scalar, step_size: Scalar,
+        steps: int, norm: str = "linf", restarts: int = 1, init: str | None = None, loss: str = "ce",
+        targeted: bool = False, y_target: ArrayLike | None = None, select: str = "best") -> jax.Array:
     """PGD attack on ``logits_fn`` (Madry et al. 2018).
 
     Args:
@@ -139,7 +134,6 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
         does not fit the norm (e.g. "uniform" with L2) is a ValueError.
       loss: "ce", "margin" or "dlr". targeted: minimise the loss toward ``y_target[B]`` instead.
       select: "best" (any iterate counts, default) or "last"; see the module docstring.
-      unroll: passed to ``lax.fori_loop`` (``True``: fully unrolled). See :data:`UNROLL_NOTE`.
     Returns:
       ``x_adv [B, H, W, C]`` inside the eps-ball and [0, 1], wrapped in ``stop_gradient``.
     """
@@ -160,8 +154,7 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
     x = jnp.asarray(x)
 
     def run(r):
-        return _pgd_single(objective, x, jax.random.fold_in(key, r), eps, step_size, steps, norm, init, select,
-                           unroll)
+        return _pgd_single(objective, x, jax.random.fold_in(key, r), eps, step_size, steps, norm, init, select)
 
     xs, ls, ss = jax.vmap(run)(jnp.arange(restarts))
     best = (xs[0], ls[0], ss[0])
@@ -170,8 +163,9 @@ def pgd(logits_fn, x, y, *, key, eps, step_size, steps, norm="linf", restarts=1,
     return lax.stop_gradient(best[0])
 
 
-def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init=None, stop_gradient=True,
-                unroll=1):
+def pgd_generic(loss_fn: Callable[[jax.Array], jax.Array], x: ArrayLike, *, key: jax.Array, eps: Scalar,
+                step_size: Scalar, steps: int, norm: str = "linf", init: str | None = None,
+                stop_gradient: bool = True) -> jax.Array:
     """Maximise a per-example objective by projected gradient ascent and return the last iterate.
 
     For training objectives, e.g. the TRADES inner maximisation (Zhang et al. 2019)::
@@ -186,7 +180,6 @@ def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init=Non
       x: ``[B, ...]`` float in [0, 1], B >= 1. key, eps, step_size, steps, norm, init: as in :func:`pgd`
         (``init=None``: "uniform" for Linf, "ball" for L2).
       stop_gradient: wrap the result in ``lax.stop_gradient`` (default, as the references detach x').
-      unroll: passed to ``lax.fori_loop`` (see :data:`UNROLL_NOTE`).
     Returns: ``x_adv [B, ...]``, the last iterate (the TRADES/MART/PGD-AT convention).
     """
     if not callable(loss_fn):
@@ -206,5 +199,5 @@ def pgd_generic(loss_fn, x, *, key, eps, step_size, steps, norm="linf", init=Non
             raise ValueError(f"loss_fn must return one value per example, shape ({x.shape[0]},), got {jnp.shape(l)}")
         return l, jnp.zeros((x.shape[0],), bool)
 
-    xa, _, _ = _pgd_single(objective, jnp.asarray(x), key, eps, step_size, steps, norm, init, "last", unroll)
+    xa, _, _ = _pgd_single(objective, jnp.asarray(x), key, eps, step_size, steps, norm, init, "last")
     return lax.stop_gradient(xa) if stop_gradient else xa

@@ -11,6 +11,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jadv._typing import Scalar
+
 __all__ = ["per_example_norm", "project", "clip_box", "step_direction", "init_point", "INITS", "DEFAULT_INITS",
            "resolve_init"]
 
@@ -36,7 +38,7 @@ def _bcast(s, v):
     return jnp.reshape(s, s.shape + (1,) * (v.ndim - s.ndim))
 
 
-def per_example_norm(v, norm: str):
+def per_example_norm(v: jax.Array, norm: str) -> jax.Array:
     """Norm of each example of ``v[B, ...]`` over all non-batch axes; returns ``[B]``."""
     axes = tuple(range(1, v.ndim))
     if norm == "linf":
@@ -53,7 +55,7 @@ def clip_box(x):
     return jnp.clip(x, 0.0, 1.0)
 
 
-def project(x_adv, x, eps, norm: str):
+def project(x_adv: jax.Array, x: jax.Array, eps: Scalar, norm: str) -> jax.Array:
     """Project ``x_adv`` onto the ``eps``-ball around ``x`` and then onto the [0, 1] box.
 
     Linf: ``delta = clip(x_adv - x, -eps, eps)``. L2: ``delta * min(1, eps / ||delta||_2)`` (rescale
@@ -88,7 +90,7 @@ def _unit_l2(n):
     return n / (_bcast(per_example_norm(n, "l2"), n) + 1e-12)
 
 
-def init_point(key, x, eps, norm: str, init: str | None):
+def init_point(key: jax.Array, x: jax.Array, eps: Scalar, norm: str, init: str | None) -> jax.Array:
     """Starting point of an attack, by name (robustness-libraries.md section 4.3), inside the ball and box.
 
     ``init`` in :data:`INITS`: "zero", "uniform" (Linf), "sphere", "uniform_radius", "ball" (L2),

@@ -13,6 +13,7 @@ Registered names: "fgsm", "pgd", "apgd" (= "apgd-ce"), "apgd-ce", "apgd-dlr", "a
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from jadv.attacks.apgd import apgd, apgd_targeted
 from jadv.attacks.fab import fab_targeted
@@ -41,7 +42,7 @@ ATTACKS = {
 }
 
 
-def make_attack(spec):
+def make_attack(spec: dict | Callable) -> tuple[str, Callable]:
     """``spec -> (name, attack)`` with ``attack(logits_fn, x, y, key) -> x_adv``; see module docstring.
 
     Raises TypeError for something that is neither a dict nor a callable, ValueError for an unknown

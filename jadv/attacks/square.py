@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from jadv._checks import check_choice, check_positive_int
+from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import check_attack_inputs, check_key
 from jadv.attacks.losses import cross_entropy
 from jadv.attacks.projections import _bcast, per_example_norm
@@ -103,8 +104,8 @@ def _mask(h, w, s, vh, vw):
     return ((ih >= vh) & (ih < vh + s) & (iw >= vw) & (iw < vw + s)).astype(jnp.float32)
 
 
-def square(logits_fn, x, y, *, key, eps, queries=5000, norm="linf", p_init=0.8, loss="margin",
-           resc_schedule=False):
+def square(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: Scalar, queries: int = 5000,
+           norm: str = "linf", p_init: float = 0.8, loss: str = "margin", resc_schedule: bool = False) -> jax.Array:
     """Square Attack, untargeted (Andriushchenko et al. 2020).
 
     Args:

@@ -68,7 +68,7 @@ def iter_files(archive):
         raise ValueError(f"{os.fspath(archive)}: cannot read tar archive ({e})") from None
 
 
-def safe_extract(archive, dest) -> str:
+def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> str:
     """Extract a tar archive into ``dest`` without writing outside it.
 
     Every member is checked before anything is written (absolute paths, ``..`` components, any

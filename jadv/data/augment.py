@@ -19,7 +19,7 @@ def _crop_flip_one(key, image, padding, flip):
     return out
 
 
-def random_crop_flip(key, images, *, padding: int = 4, flip: bool = True):
+def random_crop_flip(key: jax.Array, images: jax.Array, *, padding: int = 4, flip: bool = True) -> jax.Array:
     """Random crop with zero padding, then random horizontal flip (torchvision's
     ``RandomCrop(H, padding=padding)`` + ``RandomHorizontalFlip(0.5)``).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data file")
 
 
-def restricted_load(path):
+def restricted_load(path: str | os.PathLike) -> Any:
     """Unpickle a CIFAR python-format file safely (``encoding="bytes"``, restricted globals).
 
     Raises:

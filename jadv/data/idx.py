@@ -26,7 +26,7 @@ def _read_maybe_gzip(path) -> bytes:
     return raw
 
 
-def read_idx(path, *, magic: int) -> np.ndarray:
+def read_idx(path: str | os.PathLike, *, magic: int) -> np.ndarray:
     """Read one IDX file of unsigned bytes and return its array.
 
     Args:
@@ -63,7 +63,7 @@ def read_idx(path, *, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims)
 
 
-def read_idx_pair(images_path, labels_path):
+def read_idx_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read an IDX image file and its label file.
 
     Returns:

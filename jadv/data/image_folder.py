@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -68,7 +69,8 @@ def _iter_folder(root):
                 yield rel, f.read()
 
 
-def decode_image_folder(source, *, mode: str = "RGB", order: str = "shuffled", workers: int | None = None):
+def decode_image_folder(source: str | os.PathLike, *, mode: str = "RGB", order: str = "shuffled",
+                        workers: int | None = None) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], tuple[str, ...]]:
     """Decode every split of an image-folder tree (folder or tar archive) without caching.
 
     Args:
@@ -184,9 +186,9 @@ def apply_class_list(ds: Dataset, classes, source, name: str | None = None) -> D
     return Dataset(ds.images, labels, classes, ds.name, ds.split)
 
 
-def load_image_folder(source, split: str, *, name: str = "images", mode: str = "RGB",
-                      order: str = "shuffled", cache_dir=None, use_cache: bool = True,
-                      classes=None) -> Dataset:
+def load_image_folder(source: str | os.PathLike, split: str, *, name: str = "images", mode: str = "RGB",
+                      order: str = "shuffled", cache_dir: str | None = None, use_cache: bool = True,
+                      classes: Sequence[str] | None = None) -> Dataset:
     """Load one split of an image-folder tree, decoding once and caching every split as ``.npz``.
 
     The cache file is ``<cache_dir>/<name>-<fingerprint>-<split>.npz`` where the fingerprint hashes

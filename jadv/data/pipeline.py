@@ -11,10 +11,12 @@ Remainder policy (``remainder=``):
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jadv._checks import check_choice, check_positive_int
 from jadv.data.dataset import Dataset
@@ -22,7 +24,7 @@ from jadv.data.dataset import Dataset
 REMAINDERS = ("drop", "pad")
 
 
-def to_float(images):
+def to_float(images: ArrayLike) -> jax.Array:
     """uint8 images ``[..., H, W, C]`` (0..255) -> float32 in [0, 1] (``x / 255``). Jittable.
 
     Raises:
@@ -51,7 +53,7 @@ def _check_sharding_divides(sharding, n, what):
         raise ValueError(f"{what} {n} does not divide evenly over the sharding {sharding} ({e})") from None
 
 
-def device_put_dataset(ds: Dataset, sharding=None):
+def device_put_dataset(ds: Dataset, sharding: jax.sharding.Sharding | None = None) -> tuple[jax.Array, jax.Array]:
     """Put a dataset's images and labels on device once.
 
     Args:
@@ -134,8 +136,9 @@ def _epoch_order(key, *, n, total, shuffle):
     return order[:total], valid
 
 
-def epoch_batches(images, labels, *, batch_size: int, key=None, remainder: str = "drop",
-                  shuffle: bool = True, sharding=None):
+def epoch_batches(images: ArrayLike, labels: ArrayLike, *, batch_size: int, key: jax.Array | None = None,
+                  remainder: str = "drop", shuffle: bool = True,
+                  sharding: jax.sharding.Sharding | None = None) -> Iterator[dict[str, jax.Array]]:
     """Yield one epoch of fixed-shape batches, gathered on device.
 
     Args:

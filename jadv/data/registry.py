@@ -62,7 +62,7 @@ _HOW_TO = {
 }
 
 
-def data_roots(data_dir=None) -> list:
+def data_roots(data_dir: str | None = None) -> list:
     """The data folders searched, in order (existing or not), without duplicates."""
     roots = []
     if data_dir is not None:
@@ -138,7 +138,7 @@ _CLASSES = {"mnist": MNIST_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES,
             "cifar10": _cifar.CIFAR10_CLASSES, "cifar100": _cifar.CIFAR100_CLASSES}
 
 
-def load(name: str, split: str, *, data_dir=None, cache_dir=None) -> Dataset:
+def load(name: str, split: str, *, data_dir: str | None = None, cache_dir: str | None = None) -> Dataset:
     """Load a dataset split into host memory.
 
     Args:

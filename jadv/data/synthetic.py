@@ -12,7 +12,8 @@ from jadv._checks import check_positive_int, is_concrete
 from jadv.data._keys import as_key
 
 
-def tsipras(key_or_seed, n: int, *, d: int = 1000, p: float = 0.95, eta=None):
+def tsipras(key_or_seed: jax.Array | int, n: int, *, d: int = 1000, p: float = 0.95,
+            eta: float | None = None) -> tuple[jax.Array, jax.Array]:
     """Sample the data model of Tsipras et al., "Robustness May Be at Odds with Accuracy", eq. 3.
 
     ``y`` is uniform on {-1, +1}; ``x_1 = +y`` with probability ``p`` and ``-y`` otherwise (the

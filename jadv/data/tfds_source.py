@@ -50,7 +50,7 @@ def download_requested() -> bool:
     return os.environ.get(DOWNLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def load_tfds(name: str, split: str, *, data_dir=None, download: bool | None = None) -> Dataset:
+def load_tfds(name: str, split: str, *, data_dir: str | None = None, download: bool | None = None) -> Dataset:
     """Load a whole split from TFDS as numpy.
 
     Works with prepared TFDS data in ``data_dir`` (or TFDS's default folder) and under

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 
+import jax
 import numpy as np
 
 from jadv._checks import check_positive_int
@@ -22,7 +23,7 @@ def _class_index(ds: Dataset, c, what: str) -> int:
     return int(c)
 
 
-def binary_task(ds: Dataset, positive, negative) -> Dataset:
+def binary_task(ds: Dataset, positive: int | str, negative: int | str) -> Dataset:
     """Keep only two classes: label 1 for ``positive``, 0 for ``negative`` (e.g. MNIST 5 vs 7).
 
     Args:
@@ -50,7 +51,7 @@ def binary_task(ds: Dataset, positive, negative) -> Dataset:
     return Dataset(ds.images[keep], labels, names, f"{ds.name}:{names[1]}_vs_{names[0]}", ds.split)
 
 
-def subset(ds: Dataset, n: int, *, key_or_seed, stratified: bool = True) -> Dataset:
+def subset(ds: Dataset, n: int, *, key_or_seed: jax.Array | int, stratified: bool = True) -> Dataset:
     """A random subset of ``n`` examples, class-balanced by default (training-set-size sweeps).
 
     With ``stratified=True`` every class present gets ``n // K`` examples and ``n % K`` randomly

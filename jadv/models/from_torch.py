@@ -336,8 +336,9 @@ def _final_layer(sd: dict, arch: str) -> str:
 
 
 # -- the converter ------------------------------------------------------------------------------
-def from_torch(state_dict: Mapping, arch: str, *, mean=None, std=None, num_classes: int | None = None,
-               dtype=jnp.float32) -> ImportedModel:
+def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None = None,
+               std: tuple[float, ...] | None = None, num_classes: int | None = None,
+               dtype: Any = jnp.float32) -> ImportedModel:
     """Convert a PyTorch ``state_dict`` of a RobustBench architecture into a jadv model + variables.
 
     Args:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -61,7 +62,7 @@ def get(name: str, **kwargs) -> nn.Module:
         raise TypeError(f"bad arguments for model {name!r}: {err}") from None
 
 
-def init_variables(model: nn.Module, key, input_shape) -> dict:
+def init_variables(model: nn.Module, key: jax.Array, input_shape: tuple[int, ...]) -> dict:
     """Initialise a model's variables for inputs of shape ``input_shape`` = (B, H, W, C).
 
     Returns ``{"params": ..., "batch_stats": ...}`` (``batch_stats`` is an empty dict for models
@@ -73,6 +74,6 @@ def init_variables(model: nn.Module, key, input_shape) -> dict:
     return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
-def count_params(params) -> int:
+def count_params(params: Any) -> int:
     """Number of scalar parameters in a pytree."""
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))

@@ -3,7 +3,6 @@
 ``state, metrics = train_step(state, batch, key)`` where the objective (standard, and the
 adversarial methods) is chosen by name in the config, not by a fork of the loop.
 """
-from jadv._cpu_loops import over_models
 from jadv.train.adversarial import craft, warmup_factor
 from jadv.train.awp import awp_direction
 from jadv.train.checkpoint import Checkpointer
@@ -18,9 +17,10 @@ from jadv.train.sharding import (batch_sharding, check_divisible, make_mesh, rep
                                  replicated_sharding, shard_batch)
 from jadv.train.state import TrainState
 from jadv.train.step import images_to_float, make_eval_step, make_robust_eval_step, make_train_step
+from jadv.train.sweeps import over_models, stacking_mode
 
 __all__ = [
-    "over_models", "craft", "warmup_factor", "awp_direction",
+    "over_models", "stacking_mode", "craft", "warmup_factor", "awp_direction",
     "Checkpointer", "PROFILES", "base_config", "check_profile",
     "NonFiniteLossError", "build_model", "evaluate", "evaluate_robust", "load_splits", "load_trained",
     "resolve_config", "train_and_evaluate",

@@ -18,20 +18,23 @@ knows about batch norm (``attack_bn_mode``, robustness-libraries.md section 4.5)
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jadv._checks import check_choice, check_nonnegative, check_norm, check_positive_int
+from jadv._checks import check_bn_mode, check_nonnegative, check_norm, check_positive_int
 from jadv._cpu_loops import cpu_canonical
+from jadv._typing import ArrayLike, PyTree, Scalar
 from jadv.attacks.pgd import pgd_generic
 from jadv.attacks.projections import check_init, init_point, project, step_direction
-from jadv.train.model_fns import ATTACK_BN_MODES
+from jadv.train.model_fns import ATTACK_BN_MODES, ModelFns
 
 __all__ = ["craft", "warmup_factor", "ATTACK_BN_MODES"]
 
 
-def warmup_factor(epoch, warmup_epochs: float):
+def warmup_factor(epoch: ArrayLike, warmup_epochs: float) -> jax.Array:
     """Linear ramp ``min(1, epoch / warmup_epochs)`` (1 when ``warmup_epochs == 0``).
 
     ``epoch`` is the fractional epoch ``step / steps_per_epoch`` (a scalar, may be traced), so
@@ -44,9 +47,10 @@ def warmup_factor(epoch, warmup_epochs: float):
     return jnp.minimum(jnp.asarray(epoch, jnp.float32) / float(warmup_epochs), 1.0)
 
 
-def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size, steps: int,
-          norm: str = "linf", init: str = "uniform", bn_mode: str = "eval", bn_set: str = "clean",
-          unroll=1):
+def craft(model: ModelFns, params: PyTree, batch_stats: PyTree, x: jax.Array,
+          loss_of_logits: Callable[[jax.Array], jax.Array], *, key: jax.Array, eps: Scalar, step_size: Scalar,
+          steps: int, norm: str = "linf", init: str = "uniform", bn_mode: str = "eval",
+          bn_set: str = "clean") -> tuple[jax.Array, PyTree]:
     """Adversarial inputs for training: maximise ``sum_i loss_of_logits(f(x'))_i`` over the ball.
 
     Args:
@@ -60,14 +64,12 @@ def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size,
         :data:`jadv.attacks.INITS` ("uniform", "normal_0.001", "zero", ...).
       bn_mode: "eval", "train_no_update" or "train" (see the module docstring).
       bn_set: which BN set the attack runs through ("clean"/"adv", dual-BN models only).
-      unroll: ``lax.fori_loop`` unrolling of the step loop (``True`` = full; see
-        :data:`jadv.attacks.pgd.UNROLL_NOTE`).
     Returns:
       ``(x_adv [B, H, W, C], batch_stats)``: the last iterate (stop-gradient), inside the ball
       and [0, 1]; ``batch_stats`` updated by every attack step for ``bn_mode="train"``,
       unchanged otherwise.
     """
-    check_choice("attack_bn_mode", bn_mode, ATTACK_BN_MODES)
+    check_bn_mode("attack_bn_mode", bn_mode, ATTACK_BN_MODES)
     check_norm(norm)
     check_init(init, norm)
     check_positive_int("steps", steps)
@@ -77,7 +79,7 @@ def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size,
         fn = model.logits_fn(params, batch_stats, bn_mode="eval" if bn_mode == "eval" else "train_no_update",
                              bn_set=bn_set)
         x_adv = pgd_generic(lambda xa: loss_of_logits(fn(xa)), x, key=key, eps=eps,
-                            step_size=step_size, steps=steps, norm=norm, init=init, unroll=unroll)
+                            step_size=step_size, steps=steps, norm=norm, init=init)
         return x_adv, batch_stats
 
     def total(xa, stats):
@@ -92,6 +94,6 @@ def craft(model, params, batch_stats, x, loss_of_logits, *, key, eps, step_size,
         return project(xa + step_size * step_direction(g, norm), x, eps, norm), stats
 
     x0 = init_point(key, x, eps, norm, init)
-    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (jadv.attacks.pgd.UNROLL_NOTE)
-    xa, stats = lax.fori_loop(0, steps, cpu_canonical(body), (x0, batch_stats), unroll=unroll)
+    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (see jadv._cpu_loops); no-op off CPU
+    xa, stats = lax.fori_loop(0, steps, cpu_canonical(body), (x0, batch_stats))
     return lax.stop_gradient(xa), jax.tree_util.tree_map(lax.stop_gradient, stats)

@@ -26,6 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from jadv._checks import check_choice, check_nonnegative
+from jadv._typing import ArrayLike, PyTree
+from jadv.train.registry import OBJECTIVES
+from jadv.train.registry import config_value as _get
 
 __all__ = ["make_awp", "awp_direction", "awp_active", "AWP_DEFAULTS", "AWP_EPOCH_BASE", "AWP_EPS"]
 
@@ -36,7 +39,7 @@ AWP_DEFAULTS = {"pgd_at": (0.01, 0.0), "trades": (5e-3, 10.0)}
 AWP_EPOCH_BASE = {"pgd_at": 0, "trades": 1}
 
 
-def awp_active(epoch, warmup_epochs: float, epoch_base: int = 0):
+def awp_active(epoch: ArrayLike, warmup_epochs: float, epoch_base: int = 0) -> jax.Array:
     """1.0 where AWP perturbs the weights, else 0.0: ``floor(epoch) + epoch_base >= warmup_epochs``.
 
     ``epoch``: jadv's fractional 0-based epoch (scalar, may be traced); ``epoch_base``: what the
@@ -46,7 +49,7 @@ def awp_active(epoch, warmup_epochs: float, epoch_base: int = 0):
     return (e >= warmup_epochs).astype(jnp.float32)
 
 
-def awp_direction(params, proxy_params):
+def awp_direction(params: PyTree, proxy_params: PyTree) -> PyTree:
     """Layer-wise normalised perturbation direction ``v`` (step 2 of the module docstring).
 
     Args: params, proxy_params: parameter pytrees of the same structure.
@@ -69,8 +72,6 @@ def make_awp(cfg):
     Config fields: ``awp_inner``, ``awp_gamma`` (default per inner method), ``awp_warmup_epochs``
     (default per inner method), ``awp_proxy_lr`` (0.01), plus the inner method's own fields.
     """
-    from jadv.train.objectives import OBJECTIVES, _get
-
     inner_name = _get(cfg, "awp_inner", "pgd_at")
     check_choice("objective.awp_inner", inner_name, tuple(AWP_DEFAULTS))
     gamma_default, warm_default = AWP_DEFAULTS[inner_name]

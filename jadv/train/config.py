@@ -58,7 +58,9 @@ def base_config() -> ml_collections.ConfigDict:
         "norm": "linf", "init": placeholder(str),
         "attack_bn_mode": placeholder(str),    # "eval" | "train_no_update" | "train"
         "eps_warmup_epochs": 0.0,              # linear eps (and step-size) ramp over these epochs
-        "attack_unroll": False,                # unroll the attack's step loop (not needed on CPU any more: pgd.UNROLL_NOTE)
+        # ignored: the attack loops no longer unroll (jadv._cpu_loops says why); kept so that config
+        # files and saved config.json files that set it still load
+        "attack_unroll": False,
         "beta": placeholder(float),            # trades/mart (default 6)
         "replays": placeholder(int),           # free_at m (default 8)
         "ratio": placeholder(float),           # ratio/mbn: clean share of each batch (default 0.5)

@@ -20,11 +20,13 @@ import uuid
 import warnings
 from typing import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from jadv._checks import check_choice
+from jadv._checks import check_bn_mode
 from jadv import _workdir_lock
 from jadv import data as jdata
 from jadv import models as jmodels
@@ -44,7 +46,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # -- data -------------------------------------------------------------------------------------
-def load_splits(config):
+def load_splits(config: ml_collections.ConfigDict) -> tuple[jdata.Dataset, jdata.Dataset | None, jdata.Dataset]:
     """(train, val, test) Datasets per the config (val is a held-out part of train, or None)."""
     train = jdata.load(config.dataset, "train", data_dir=config.data_dir)
     test = jdata.load(config.dataset, "test", data_dir=config.data_dir)
@@ -78,7 +80,7 @@ def input_stats(config, train) -> tuple[tuple, tuple]:
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-def resolve_config(config, train):
+def resolve_config(config: ml_collections.ConfigDict, train: jdata.Dataset) -> ml_collections.ConfigDict:
     """Fill in what the data decides (input statistics, classes, input shape) and return a copy.
 
     The resolved config is what ``config.json`` records, so a model can be rebuilt from the
@@ -124,10 +126,10 @@ def _resolve_objective(config) -> None:
             raise ValueError("early_stop needs an adversarial objective with eps (e.g. fgsm_rs)")
         if es.step_size is None:
             es.step_size = float(eps) / 4.0
-        check_choice("early_stop.bn_mode", es.bn_mode, ("train_no_update", "eval"))
+        check_bn_mode("early_stop.bn_mode", es.bn_mode, ("eval", "train_no_update"))
 
 
-def build_model(config):
+def build_model(config: ml_collections.ConfigDict) -> nn.Module:
     """The model a resolved config describes."""
     if config.model.dtype not in DTYPES:
         raise ValueError(f"unknown model dtype {config.model.dtype!r}; allowed: {', '.join(DTYPES)}")
@@ -137,7 +139,8 @@ def build_model(config):
 
 
 # -- evaluation -------------------------------------------------------------------------------
-def evaluate(state, eval_step: Callable, ds, *, batch_size: int, mesh) -> dict:
+def evaluate(state: TrainState, eval_step: Callable, ds: jdata.Dataset, *, batch_size: int,
+             mesh: jax.sharding.Mesh) -> dict:
     """Clean accuracy and mean loss of ``state`` on a Dataset (every example counted once)."""
     batch_size = min(batch_size, _round_up(len(ds), mesh.devices.size))
     batch_size = _round_up(batch_size, mesh.devices.size)
@@ -242,7 +245,7 @@ def create_state(config, model, image_shape, total_steps, init_key, objective=No
     return state, schedule
 
 
-def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, stop_after_steps: int | None = None,
                        allow_config_change: bool = False) -> dict:
     """Train per ``config``, evaluate, checkpoint and log into ``workdir``; returns results.
 
@@ -569,7 +572,8 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
     return results
 
 
-def evaluate_robust(state, robust_step: Callable, ds, *, batch_size: int, mesh, key) -> dict:
+def evaluate_robust(state: TrainState, robust_step: Callable, ds: jdata.Dataset, *, batch_size: int,
+                    mesh: jax.sharding.Mesh, key: jax.Array) -> dict:
     """Clean and PGD robust accuracy of ``state`` on a Dataset (``make_robust_eval_step``);
     batch ``i`` is attacked with ``fold_in(key, i)`` so the numbers depend only on the weights."""
     batch_size = min(batch_size, _round_up(len(ds), mesh.devices.size))
@@ -628,10 +632,8 @@ def _atomic_write_json(path, obj):
     _atomic_write_text(path, json.dumps(obj, indent=1))
 
 
-def load_trained(workdir: str, *, which: str = "latest"):
+def load_trained(workdir: str, *, which: str = "latest") -> tuple[nn.Module, dict, ml_collections.ConfigDict]:
     """(model, variables, config) of a finished or interrupted run in ``workdir``."""
-    import ml_collections
-
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no config.json in {workdir}: not a jadv training workdir")

@@ -12,7 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-ATTACK_BN_MODES = ("eval", "train_no_update", "train")
+import jax
+
+from jadv._checks import BN_MODES, check_bn_mode
+
+# the batch-norm modes of attacks and objectives: the library's one vocabulary (jadv._checks)
+ATTACK_BN_MODES = BN_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +26,8 @@ class ModelFns:
 
     apply_fn: Callable
 
-    def logits(self, params, batch_stats, x, *, train: bool, bn_set: str = "clean",
-               update_stats: bool = True):
+    def logits(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, bn_set: str = "clean",
+               update_stats: bool = True) -> tuple[jax.Array, Any]:
         """Forward pass. x [B,H,W,C] -> (logits [B,K], new batch_stats)."""
         variables = {"params": params, "batch_stats": batch_stats}
         if not train or not batch_stats:
@@ -31,7 +36,8 @@ class ModelFns:
                                         mutable=["batch_stats"])
         return logits, (updates["batch_stats"] if update_stats else batch_stats)
 
-    def logits_fn(self, params, batch_stats, *, bn_mode: str = "eval", bn_set: str = "clean"):
+    def logits_fn(self, params: Any, batch_stats: Any, *, bn_mode: str = "eval",
+                  bn_set: str = "clean") -> Callable[[jax.Array], jax.Array]:
         """A ``logits_fn(x) -> logits`` for attacks, with the batch-norm mode named.
 
         ``bn_mode``: "eval" (running statistics) or "train_no_update" (batch statistics,
@@ -39,8 +45,7 @@ class ModelFns:
         fast_adversarial) needs the statistics threaded through the attack and is handled by
         the objectives, not here.
         """
-        if bn_mode not in ("eval", "train_no_update"):
-            raise ValueError(f"logits_fn bn_mode must be 'eval' or 'train_no_update', got {bn_mode!r}")
+        check_bn_mode("logits_fn bn_mode", bn_mode, ("eval", "train_no_update"))
         train = bn_mode == "train_no_update"
 
         def fn(x):
@@ -50,6 +55,7 @@ class ModelFns:
         return fn
 
 
-def logits_fn_from_variables(apply_fn: Callable, variables: Any, *, bn_set: str = "clean"):
+def logits_fn_from_variables(apply_fn: Callable, variables: Any, *,
+                             bn_set: str = "clean") -> Callable[[jax.Array], jax.Array]:
     """Inference-mode ``logits_fn`` (running statistics) for fixed variables."""
     return lambda x: apply_fn(variables, x, train=False, bn_set=bn_set)

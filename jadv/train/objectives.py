@@ -59,20 +59,21 @@ statistics updated), in the order of the reference code.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax.scipy.special import xlogy
 
-from jadv._checks import check_choice, check_nonnegative, check_norm, check_positive_int
-from jadv.attacks.losses import kl_divergence
+from jadv._checks import check_bn_mode, check_nonnegative, check_norm, check_positive_int
+from jadv.attacks.losses import cross_entropy, kl_divergence
 from jadv.attacks.projections import check_init
 from jadv.train.adversarial import craft, warmup_factor
+from jadv.train.awp import make_awp
 from jadv.train.model_fns import ATTACK_BN_MODES
-
-OBJECTIVES: dict[str, Callable] = {}
+from jadv.train.registry import OBJECTIVES, register
+from jadv.train.registry import config_value as _get
 
 # Constants of the MART reference code (YisenWang/MART mart.py), section 4.10.
 MART_ONE_PLUS = 1.0001
@@ -80,35 +81,13 @@ MART_KL_ONE_PLUS = 1.0000001
 MART_LOG_EPS = 1e-12
 
 
-def register(name: str):
-    """Decorator adding an objective factory ``factory(cfg) -> Objective`` under ``name``."""
-
-    def wrap(factory):
-        OBJECTIVES[name] = factory
-        return factory
-
-    return wrap
-
-
 # -- small losses ---------------------------------------------------------------------------------
-def cross_entropy(logits, y, label_smoothing: float = 0.0):
-    """Per-example softmax cross-entropy. logits [B,K], y [B] int -> [B]."""
-    num_classes = logits.shape[-1]
-    targets = optax.smooth_labels(jax_one_hot(y, num_classes), label_smoothing) if label_smoothing \
-        else jax_one_hot(y, num_classes)
-    return optax.softmax_cross_entropy(logits, targets)
-
-
-def jax_one_hot(y, num_classes):
-    return (y[:, None] == jnp.arange(num_classes)[None, :]).astype(jnp.float32)
-
-
-def accuracy(logits, y):
+def accuracy(logits: jax.Array, y: jax.Array) -> jax.Array:
     """Share of rows whose argmax equals the label. logits [B,K], y [B] -> scalar."""
     return jnp.mean(jnp.argmax(logits, -1) == y)
 
 
-def mart_loss(clean_logits, adv_logits, y, *, beta: float):
+def mart_loss(clean_logits: jax.Array, adv_logits: jax.Array, y: jax.Array, *, beta: float) -> jax.Array:
     """The MART loss (Wang et al. 2020, "Improving Adversarial Robustness Requires Revisiting
     Misclassified Examples"), with the constants of the reference code.
 
@@ -160,7 +139,7 @@ class Objective:
         return self.loss(model, params, stats, x, y, inputs, epoch)
 
 
-def as_objective(objective) -> Objective:
+def as_objective(objective: Objective | Callable) -> Objective:
     """An :class:`Objective`, or a plain ``f(model, params, batch_stats, x, y, key)`` wrapped."""
     if isinstance(objective, Objective):
         return objective
@@ -177,11 +156,6 @@ def as_objective(objective) -> Objective:
 
 
 # -- config helpers -------------------------------------------------------------------------------
-def _get(cfg, name, default=None):
-    value = cfg.get(name, None) if hasattr(cfg, "get") else None
-    return default if value is None else value
-
-
 @dataclasses.dataclass(frozen=True)
 class AttackSettings:
     """The inner attack of a method, resolved from the config."""
@@ -193,7 +167,6 @@ class AttackSettings:
     init: str
     bn_mode: str
     eps_warmup_epochs: float
-    unroll: bool = False
 
     def at(self, epoch):
         """(eps, step_size) at ``epoch`` (both scaled by the linear warm-up factor)."""
@@ -203,7 +176,7 @@ class AttackSettings:
     def as_dict(self) -> dict:
         return {"eps": self.eps, "step_size": self.step_size, "steps": self.steps, "norm": self.norm,
                 "init": self.init, "attack_bn_mode": self.bn_mode,
-                "eps_warmup_epochs": self.eps_warmup_epochs, "attack_unroll": self.unroll}
+                "eps_warmup_epochs": self.eps_warmup_epochs}
 
 
 def attack_settings(cfg, *, name: str, init: str, bn_mode: str, steps: int | None = 10,
@@ -234,16 +207,14 @@ def attack_settings(cfg, *, name: str, init: str, bn_mode: str, steps: int | Non
     init = _get(cfg, "init", init)
     check_init(init, norm)
     bn_mode = _get(cfg, "attack_bn_mode", bn_mode)
-    check_choice("objective.attack_bn_mode", bn_mode, ATTACK_BN_MODES)
+    check_bn_mode("objective.attack_bn_mode", bn_mode, ATTACK_BN_MODES)
     warm = float(_get(cfg, "eps_warmup_epochs", 0.0))
     check_nonnegative("objective.eps_warmup_epochs", warm)
-    unroll = bool(_get(cfg, "attack_unroll", False))
-    return AttackSettings(eps, step_size, steps, norm, init, bn_mode, warm, unroll)
+    return AttackSettings(eps, step_size, steps, norm, init, bn_mode, warm)
 
 
 def _ce_attack_loss(y):
-    from jadv.attacks.losses import cross_entropy as ce_per_example
-    return lambda logits: ce_per_example(logits, y)
+    return lambda logits: cross_entropy(logits, y)
 
 
 def _float_in(name, value, lo, hi):
@@ -285,7 +256,7 @@ def _ce_adv_prepare(att: AttackSettings, bn_set: str = "clean"):
         eps, step = att.at(epoch)
         x_adv, stats = craft(model, params, batch_stats, x, _ce_attack_loss(y), key=key, eps=eps,
                              step_size=step, steps=att.steps, norm=att.norm, init=att.init,
-                             bn_mode=att.bn_mode, unroll=att.unroll or 1, bn_set=bn_set)
+                             bn_mode=att.bn_mode, bn_set=bn_set)
         return {"x_adv": x_adv, "eps": eps}, stats
 
     return prepare
@@ -400,7 +371,7 @@ def _trades_prepare(att: AttackSettings):
         clean = jax.lax.stop_gradient(clean_fn(x))
         x_adv, stats = craft(model, params, batch_stats, x, lambda lg: kl_divergence(clean, lg), key=key,
                              eps=eps, step_size=step, steps=att.steps, norm=att.norm, init=att.init,
-                             bn_mode=att.bn_mode, unroll=att.unroll or 1)
+                             bn_mode=att.bn_mode)
         return {"x_adv": x_adv, "eps": eps}, stats
 
     return prepare
@@ -500,7 +471,7 @@ def _split_prepare(att: AttackSettings, ratio: float, bn_set: str):
             return {"x_adv": x[:0], "n_clean": n_clean, "eps": eps}, batch_stats
         x_adv, stats = craft(model, params, batch_stats, x[n_clean:], _ce_attack_loss(y[n_clean:]), key=key,
                              eps=eps, step_size=step, steps=att.steps, norm=att.norm, init=att.init,
-                             bn_mode=att.bn_mode, unroll=att.unroll or 1, bn_set=bn_set)
+                             bn_mode=att.bn_mode, bn_set=bn_set)
         return {"x_adv": x_adv, "n_clean": n_clean, "eps": eps}, stats
 
     return prepare
@@ -607,12 +578,10 @@ def advprop(cfg) -> Objective:
 def awp(cfg) -> Objective:
     """Adversarial weight perturbation (Wu et al. 2020) around ``objective.awp_inner`` ("pgd_at"
     or "trades"); see :mod:`jadv.train.awp`."""
-    from jadv.train.awp import make_awp
-
     return make_awp(cfg)
 
 
-def make_objective(cfg) -> Objective:
+def make_objective(cfg: Mapping) -> Objective:
     """The :class:`Objective` named ``cfg.name`` (default "standard") with its hyperparameters
     from ``cfg`` (a ConfigDict or dict). Raises ValueError for an unknown name or bad values."""
     name = _get(cfg, "name", "standard")

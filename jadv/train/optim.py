@@ -8,6 +8,8 @@ applies to every parameter unless ``weight_decay_kernels_only``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import optax
 
@@ -15,7 +17,7 @@ SCHEDULES = ("constant", "piecewise", "cosine", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def make_schedule(cfg, total_steps: int) -> optax.Schedule:
+def make_schedule(cfg: Mapping, total_steps: int) -> optax.Schedule:
     """Learning-rate schedule over ``total_steps`` optimizer steps."""
     name, lr = cfg.get("schedule", "constant"), float(cfg.lr)
     warmup = int(round(float(cfg.get("warmup_fraction", 0.0)) * total_steps))
@@ -43,7 +45,7 @@ def _kernel_mask(params):
     return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
 
-def make_optimizer(cfg, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(cfg: Mapping, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(optimizer, schedule) from ``cfg`` with fields name, lr, momentum, nesterov,
     weight_decay, weight_decay_kernels_only, schedule and its parameters, grad_clip."""
     name = cfg.get("name", "sgd")

@@ -7,6 +7,8 @@ process feeds its own slice of the global batch.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -42,7 +44,7 @@ def check_divisible(batch_size: int, mesh: Mesh) -> None:
                          f"use a multiple of {n} or fewer devices")
 
 
-def shard_batch(batch, mesh: Mesh):
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
     """Place every array of a batch (a pytree with leading axis B) on the mesh, split over B."""
     leaves = jax.tree_util.tree_leaves(batch)
     if leaves:
@@ -54,6 +56,6 @@ def shard_batch(batch, mesh: Mesh):
     return jax.device_put(batch, sharding)
 
 
-def replicate(tree, mesh: Mesh):
+def replicate(tree: Any, mesh: Mesh) -> Any:
     """Replicate a pytree (parameters, optimizer state) on every device of the mesh."""
     return jax.device_put(tree, replicated_sharding(mesh))

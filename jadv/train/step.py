@@ -13,11 +13,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jadv._checks import check_bn_mode
+from jadv.attacks.losses import cross_entropy
+from jadv.attacks.pgd import pgd
 from jadv.train.model_fns import ModelFns
-from jadv.train.objectives import as_objective
+from jadv.train.objectives import Objective, as_objective
 
 
-def images_to_float(images):
+def images_to_float(images: jax.Array) -> jax.Array:
     """uint8 [B,H,W,C] -> float32 in [0, 1]; float input is passed through."""
     if jnp.issubdtype(images.dtype, jnp.integer):
         return images.astype(jnp.float32) / 255.0
@@ -28,7 +31,7 @@ def _tree_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(tree)))
 
 
-def make_train_step(objective, *, augment: Callable | None = None, ema_decay: float | None = None,
+def make_train_step(objective: Objective | Callable, *, augment: Callable | None = None, ema_decay: float | None = None,
                     steps_per_epoch: int | None = None) -> Callable:
     """Build ``train_step(state, batch, key) -> (state, metrics)``.
 
@@ -147,8 +150,7 @@ def make_eval_step(*, use_ema: bool = True, bn_set: str = "clean") -> Callable:
         y = batch["label"]
         mask = batch.get("mask", jnp.ones(y.shape, bool))
         logits = state.apply_fn(state.eval_variables(use_ema), x, train=False, bn_set=bn_set)
-        logp = jax.nn.log_softmax(logits)
-        nll = -jnp.take_along_axis(logp, y[:, None], axis=1)[:, 0]
+        nll = cross_entropy(logits, y)
         correct = (jnp.argmax(logits, -1) == y) & mask
         return {"correct": jnp.sum(correct), "count": jnp.sum(mask),
                 "loss_sum": jnp.sum(jnp.where(mask, nll, 0.0))}
@@ -169,10 +171,7 @@ def make_robust_eval_step(*, eps: float, step_size: float, steps: int, norm: str
     counted. Used by the loop for the per-epoch ``val_robust_accuracy`` on a fixed held-out
     subset and for the FGSM-RS early stop. ``batch["image"]`` may be uint8 or float in [0, 1].
     """
-    from jadv.attacks.pgd import pgd
-
-    if bn_mode not in ("eval", "train_no_update"):
-        raise ValueError(f"robust_eval_step bn_mode must be 'eval' or 'train_no_update', got {bn_mode!r}")
+    check_bn_mode("robust_eval_step bn_mode", bn_mode, ("eval", "train_no_update"))
 
     def robust_eval_step(state, batch, key):
         x = images_to_float(batch["image"])

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from jadv.analysis.saliency import saliency_alignment, saliency_display
+
 __all__ = ["plot_image_grid", "plot_saliency_grid", "plot_large_eps_grid", "plot_interpolation"]
 
 
@@ -84,8 +86,6 @@ def plot_saliency_grid(x, grads: Mapping[str, object], path, *, n: int | None = 
         column title gives each model's mean edge alignment (:func:`jadv.analysis.saliency_alignment`).
       n: show only the first n examples.
     """
-    from jadv.analysis.saliency import saliency_alignment, saliency_display
-
     x = _check_batch(x, "x")
     if not grads:
         raise ValueError("grads is empty")
