@@ -1,15 +1,15 @@
-"""Many small models as one program: ``jax.vmap`` vs ``lax.map`` (``jadv._cpu_loops.over_models``).
+"""Many small models as one program: ``jax.vmap`` vs ``lax.map`` (``jadv.train.over_models``).
 
     python benchmarks/bench_model_stacking.py                      # 4 models, 60 steps, 3 repeats
     python benchmarks/bench_model_stacking.py --models 8 --steps 20 --threads 2 --append BENCHMARKS.md
 
-What is timed: study 2's sweep trainer (``experiments/tradeoff.py: train_cnns_many``), the `cpu`
+What is timed: study 2's sweep trainer (``jadv.studies.tradeoff.train_many``), the `medium`
 profile's MNIST small CNN (conv 8, conv 16, fc 64; no batch norm), Adam, batch 64, PGD-5 L-inf
 training attack at eps 0.1, ``--models`` models (each its own seed) for ``--steps`` steps, on random
 28x28 images (timing only; the arithmetic does not depend on the pixel values). "vmap": one batched
 program (every convolution of M models becomes one grouped convolution); "map": ``lax.map``, the
 models one after the other inside one compiled loop. Both variants' step loops have their
-convolutions in canonical form (``cpu_canonical``), as in the study. ``train_cnns_many`` builds a
+convolutions in canonical form (``cpu_canonical``), as in the study. ``train_many`` builds a
 new program per call, as the study calls it, so each timed call is compile + run (median of
 ``--repeats``; use more ``--steps`` to weigh the run more). The final losses of the two variants are printed: the same up to float rounding, which
 PGD's sign steps can amplify over many steps. Not a test; no PyTorch side (the question is which
@@ -18,26 +18,18 @@ JAX program shape XLA:CPU runs faster).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# benchmarks/common.py under another name: experiments/tradeoff.py imports experiments/common.py
-_spec = importlib.util.spec_from_file_location("bench_common", os.path.join(HERE, "common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+import common
 
 THREADS = common.set_threads()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
-sys.path.insert(0, os.path.join(HERE, "..", "experiments"))
-import tradeoff  # noqa: E402
-
-from jadv import _cpu_loops, models  # noqa: E402
+from jadv import models, train  # noqa: E402
+from jadv.studies import tradeoff  # noqa: E402
 
 
 def main():
@@ -58,17 +50,14 @@ def main():
 
     def make(mode):
         def run():
-            old = _cpu_loops.STACK_MODELS
-            _cpu_loops.STACK_MODELS = mode
-            try:
+            with train.stacking_mode(mode):
                 t = time.perf_counter()
-                params, losses = tradeoff.train_cnns_many(model, x, y, np.arange(2000), sizes, eps, seeds,
-                                                          norm="linf", steps=args.steps, batch_size=64,
-                                                          lr=2e-3, attack_steps=5)
+                optimizer = optax.adam(optax.cosine_decay_schedule(2e-3, args.steps))
+                params, losses = tradeoff.train_many(model, x, y, np.arange(2000), sizes, eps, seeds,
+                                                     norm="linf", steps=args.steps, batch_size=64,
+                                                     optimizer=optimizer, attack_steps=5)
                 jax.block_until_ready(losses)
                 return time.perf_counter() - t, np.asarray(losses)[:, -1]
-            finally:
-                _cpu_loops.STACK_MODELS = old
         return run
 
     rows = {}

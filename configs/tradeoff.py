@@ -1,26 +1,60 @@
-"""Config of study 2 (experiments/tradeoff.py), by profile: smoke, default, cpu, full.
+"""Config of study 2, :mod:`jadv.studies.tradeoff` (Tsipras et al. 2019), by profile.
 
-smoke: seconds (tests). default: no download (generated Tsipras data, embedded 8x8 ``digits``),
-a few minutes on a 2-core CPU. cpu: MNIST from the data dir (5 vs 7 linear models; small CNNs on
-subsets 100 .. 60k). full: the paper's scale on an accelerator (MNIST and CIFAR-10 sweeps).
+    python experiments/tradeoff.py --config configs/tradeoff.py:small --config.sweep.eps.linf='(0.0,0.1)'
+
+``smoke``: seconds (tests). ``small``: no download (generated Tsipras data, embedded 8x8
+``digits``), minutes on a 2-core CPU. ``medium``: MNIST from the data dir (5 vs 7 linear models;
+small CNNs on subsets 100 .. 60k). ``paper``: the paper's scale of the MNIST sweeps, for an
+accelerator.
+
+Sections: ``theory`` (part 1, the data model of eq. (3)), ``binary`` (part 2, 5-vs-7 linear
+models), ``sweep`` (part 3, the (training-set size, eps_train) grid of small networks; its
+training recipe ``sweep.train`` is a :func:`jadv.train.config.base_config` of which the study reads
+the fields listed in :func:`jadv.studies.tradeoff.sweep_recipe`) and ``saliency`` (part 4).
 """
 import math
 
 import ml_collections
 
-PROFILES = ("smoke", "default", "cpu", "full")
+from jadv.train.config import base_config, check_profile
+
+PROFILES = ("smoke", "small", "medium", "paper")
 
 
-def get_config(profile: str = "default"):
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+def sweep_train_config(profile: str) -> ml_collections.ConfigDict:
+    """The training recipe shared by every model of the sweeps (eps_train, norm, training-set size
+    and seed come from the sweep grid): Adam with cosine decay to 0, PGD-AT (step 2.5 eps/steps)."""
+    smoke, big = profile == "smoke", profile in ("medium", "paper")
+    t = base_config()
+    t.dataset = "mnist" if big else "digits"
+    t.test_size = {"smoke": 128, "small": None, "medium": 2000, "paper": 2000}[profile]
+    # smoke: an MLP (compiles fast); the other profiles: small CNNs without batch norm
+    t.model.name = "mlp" if smoke else "small_cnn"
+    t.model.kwargs = {"smoke": {"hidden": (16,)},
+                      "small": {"conv1_filters": 8, "widths": (16,), "hidden": 32},
+                      "medium": {"conv1_filters": 8, "widths": (16,), "hidden": 64},
+                      "paper": {"conv1_filters": 32, "widths": (64,), "hidden": 1024}}[profile]
+    t.num_steps = {"smoke": 8, "small": 400, "medium": 600, "paper": 20000}[profile]
+    t.batch_size = {"smoke": 32, "small": 64, "medium": 64, "paper": 128}[profile]
+    t.optimizer.name = "adam"
+    t.optimizer.lr = 2e-3
+    t.optimizer.schedule = "cosine"
+    t.optimizer.weight_decay = 0.0
+    t.objective.name = "pgd_at"
+    t.objective.steps = {"smoke": 2, "small": 5, "medium": 5, "paper": 7}[profile]   # training PGD
+    return t
+
+
+def get_config(profile: str = "small"):
+    profile = check_profile(profile, default="small", allowed=PROFILES)
     smoke = profile == "smoke"
+    big = profile in ("medium", "paper")
     c = ml_collections.ConfigDict()
     c.profile = profile
     c.data_dir = ml_collections.config_dict.placeholder(str)
     c.seed = 0
 
-    # --- Part 1: theory on Tsipras et al. eq. (3) (checks 11-13) ---------------------------
+    # --- Part 1: theory on Tsipras et al. eq. (3) (claims 2.11-2.13) ---------------------------
     d = 100 if smoke else 1000          # the claims are about d = 1000; smoke only exercises the code
     eta = 4.0 / math.sqrt(d)
     c.theory = ml_collections.ConfigDict({
@@ -34,8 +68,7 @@ def get_config(profile: str = "default"):
         "steps": 60 if smoke else 600, "lr": 0.05, "l2_reg": 1e-4,
     })
 
-    # --- Part 2: binary 5-vs-7 linear models (check 14) ------------------------------------
-    big = profile in ("cpu", "full")
+    # --- Part 2: binary 5-vs-7 linear models (claim 2.14) --------------------------------------
     c.binary = ml_collections.ConfigDict({
         "dataset": "mnist" if big else "digits",
         "eps_train": (0.0, 0.05, 0.1, 0.2),       # L-inf, vmapped as one program
@@ -46,30 +79,19 @@ def get_config(profile: str = "default"):
         "sparsity_rel": 0.01,
     })
 
-    # --- Part 3: small CNNs, accuracy vs training-set size and vs eps_train (checks 15-16) ---
-    # All (size, eps) models of one norm are trained as one vmapped program (plus a proxy
-    # standard model with another seed in the L-inf program, used to judge large-eps examples).
+    # --- Part 3: small networks, accuracy vs training-set size and vs eps_train (2.15, 2.16) ----
+    # All (size, eps) models of one norm are trained as one program (plus a proxy standard model
+    # with another seed in the L-inf program, used to judge the large-eps examples of part 4).
     c.sweep = ml_collections.ConfigDict({
-        "dataset": {"smoke": "digits", "default": "digits", "cpu": "mnist", "full": "mnist"}[profile],
-        "sizes": {"smoke": (50, 200), "default": (50, 150, 500, 1438), "cpu": (100, 1000, 10000, 60000),
-                  "full": (100, 1000, 10000, 60000)}[profile],
+        "sizes": {"smoke": (50, 200), "small": (50, 150, 500, 1438), "medium": (100, 1000, 10000, 60000),
+                  "paper": (100, 1000, 10000, 60000)}[profile],
         "eps": {"linf": (0.0, 0.1) if smoke else ((0.0, 0.05, 0.1, 0.2) if not big else (0.0, 0.1, 0.2, 0.3)),
                 "l2": (0.0, 0.5) if smoke else ((0.0, 0.25, 0.5, 1.0) if not big else (0.0, 1.0, 2.0, 3.0))},
-        # smoke: an MLP (compiles fast); the other profiles: small CNNs without batch norm
-        "model": "mlp" if smoke else "small_cnn",
-        "model_kwargs": {"hidden": (16,)} if smoke else (
-            {"conv1_filters": 8, "widths": (16,), "hidden": 32} if not big else
-            ({"conv1_filters": 8, "widths": (16,), "hidden": 64} if profile == "cpu" else
-             {"conv1_filters": 32, "widths": (64,), "hidden": 1024})),
-        "steps": {"smoke": 8, "default": 400, "cpu": 600, "full": 20000}[profile],
-        "batch_size": {"smoke": 32, "default": 64, "cpu": 64, "full": 128}[profile],
-        "lr": 2e-3,                                # Adam, cosine decay to 0
-        "attack_steps": {"smoke": 2, "default": 5, "cpu": 5, "full": 7}[profile],  # training PGD, step 2.5 eps/steps
         "eval_attack_steps": 3 if smoke else 10,   # PGD robust accuracy of the test set
-        "test_size": 128 if smoke else (None if not big else 2000),
+        "train": sweep_train_config(profile),
     })
 
-    # --- Part 4: saliency, large-eps examples, interpolation (check 17) --------------------
+    # --- Part 4: saliency, large-eps examples, interpolation (claims 2.17, 2.17b) ---------------
     c.saliency = ml_collections.ConfigDict({
         "n": 16 if smoke else 128,                 # test images for the alignment number
         # 8x8 digits: L2 0.5 (L-inf 0.1 reaches L2 0.8 on 64 pixels); L2 1.0 and above collapse the tiny CNN

@@ -43,22 +43,19 @@ import platform
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from common import batched, write_json  # noqa: E402  (also puts the repo root on sys.path)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jadv import data as jdata  # noqa: E402
-from jadv.analysis import (feature_label_correlation, input_gradients, interpolate,  # noqa: E402
+from jadv import data as jdata
+from jadv.analysis import (feature_label_correlation, input_gradients, interpolate,
                            large_eps_examples, large_weight_share, linear_accuracy, linear_robust_accuracy,
                            saliency_alignment, top_k_curve, train_linear, weight_correlation_rank)
-from jadv.attacks import pgd  # noqa: E402
-from jadv.train import load_trained  # noqa: E402
-from jadv.viz.features import plot_correlation_vs_weight, plot_top_k_curves, plot_weight_maps  # noqa: E402
-from jadv.viz.images import plot_interpolation, plot_large_eps_grid, plot_saliency_grid  # noqa: E402
+from jadv.attacks import pgd
+from jadv.studies.common import batched, write_json
+from jadv.train import load_trained
+from jadv.viz.features import plot_correlation_vs_weight, plot_top_k_curves, plot_weight_maps
+from jadv.viz.images import plot_interpolation, plot_large_eps_grid, plot_saliency_grid
 
 SCRIPT = "experiments/analyze_mnist_models.py"
 MODELS = ("standard", "robust")

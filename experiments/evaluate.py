@@ -15,31 +15,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jadv import attacks, data  # noqa: E402
-from jadv.train import load_trained  # noqa: E402
+from jadv import attacks, data
+from jadv.train import load_trained
 
 SUITES = ("pgd", "apgd", "single", "autoattack")
 
 
-def suite_specs(suite: str, *, eps: float, norm: str, steps: int, restarts: int, num_classes: int,
-                unroll: bool = False):
-    """The attack specs of a suite (dicts understood by ``jadv.attacks.robust_accuracy``).
-
-    ``unroll`` unrolls PGD's step loop (faster on XLA:CPU, longer compile; see
-    ``jadv.attacks.pgd.UNROLL_NOTE``)."""
+def suite_specs(suite: str, *, eps: float, norm: str, steps: int, restarts: int, num_classes: int):
+    """The attack specs of a suite (dicts understood by ``jadv.attacks.robust_accuracy``)."""
     if suite == "pgd":
         init = "uniform" if norm == "linf" else "ball"
         return [{"name": "pgd", "label": f"pgd-{steps}x{restarts}", "eps": eps, "norm": norm,
-                 "steps": steps, "step_size": 2.5 * eps / steps, "restarts": restarts, "init": init,
-                 "unroll": True if unroll else 1}]
+                 "steps": steps, "step_size": 2.5 * eps / steps, "restarts": restarts, "init": init}]
     if suite == "apgd":
         specs = [{"name": "apgd-ce", "eps": eps, "norm": norm, "steps": steps, "restarts": restarts}]
         if num_classes >= 3:
@@ -56,8 +48,7 @@ def suite_specs(suite: str, *, eps: float, norm: str, steps: int, restarts: int,
 
 def evaluate_workdir(workdir: str, *, suite: str, eps: float, norm: str = "linf", steps: int = 40,
                      restarts: int = 1, n_test: int | None = 1000, batch_size: int = 500, seed: int = 0,
-                     which: str = "latest", data_dir: str | None = None, out: str | None = None,
-                     unroll: bool = False) -> dict:
+                     which: str = "latest", data_dir: str | None = None, out: str | None = None) -> dict:
     """Attack the checkpoint in ``workdir`` on the first ``n_test`` test points; write eval.json."""
     model, variables, config = load_trained(workdir, which=which)
     test = data.load(config.dataset, "test", data_dir=data_dir or config.get("data_dir"))
@@ -76,7 +67,7 @@ def evaluate_workdir(workdir: str, *, suite: str, eps: float, norm: str = "linf"
         result = {k: v for k, v in report.items() if k not in ("robust",)}
     else:
         specs = suite_specs(suite, eps=eps, norm=norm, steps=steps, restarts=restarts,
-                            num_classes=int(config.num_classes), unroll=unroll)
+                            num_classes=int(config.num_classes))
         report = attacks.robust_accuracy(logits_fn, x, y, specs, key=key, batch_size=batch_size,
                                          params=variables)
         result = {k: v for k, v in report.items() if k not in ("robust", "x_adv")}
@@ -114,14 +105,13 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--which", default="latest", choices=("latest", "best"))
     p.add_argument("--data_dir", default=None)
-    p.add_argument("--unroll", action="store_true", help="unroll PGD's step loop (faster on CPU)")
     p.add_argument("--out", default=None, help="output JSON (default WORKDIR/eval_<suite>_<norm>_<eps>.json)")
     a = p.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     evaluate_workdir(a.workdir, suite=a.suite, eps=a.eps, norm=a.norm, steps=a.steps, restarts=a.restarts,
                      n_test=a.n_test, batch_size=a.batch_size, seed=a.seed, which=a.which,
-                     data_dir=a.data_dir, out=a.out, unroll=a.unroll)
+                     data_dir=a.data_dir, out=a.out)
 
 
 if __name__ == "__main__":

@@ -33,16 +33,13 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jadv import models as jmodels  # noqa: E402
-from jadv.train import Checkpointer, base_config, build_model  # noqa: E402
-from jadv.train.loop import create_state  # noqa: E402
+from jadv import models as jmodels
+from jadv.train import Checkpointer, base_config, build_model
+from jadv.train.loop import create_state
 
 # (H, W, C) and number of classes of the datasets an imported model can be evaluated on;
 # "imagenet" is recorded only (jadv has no ImageNet loader): for analyses that need no data.

@@ -1,11 +1,15 @@
 """The main job: run the five studies and write one report with a claims table.
 
-    python experiments/reproduce.py --profile default --out results/default [--data_dir DIR]
+    python experiments/reproduce.py --profile small --out results/small [--data_dir DIR]
         [--studies sharpness,tradeoff] [--reclaim] [--export DIR]
 
-Profiles: ``smoke`` (seconds; used by the tests), ``default`` (no download: embedded and
-generated data; under 30 minutes on a 2-core CPU), ``cpu`` (MNIST and CIFAR-10 from the data dir),
-``full`` (paper scale, for a GPU/TPU).
+Profiles (``jadv.train.config.PROFILES``, named by scale): ``smoke`` (seconds; used by the tests),
+``small`` (no download: embedded and generated data; minutes on a 2-core CPU), ``medium`` (MNIST and
+CIFAR-10 from the data dir; hours on a 2-core CPU), ``paper`` (paper scale, for a GPU/TPU).
+
+Each study is library code, ``jadv.studies.<study>``: this script loads ``configs/<study>.py``,
+calls ``run(config, OUT/<study>)``, and with ``--reclaim`` derives finished studies' verdicts
+again from their saved results with ``claims(config, results)``.
 
 Every study writes into ``OUT/<study>/`` and is marked finished by ``OUT/<study>/done.json``. A
 rerun skips finished studies and resumes an unfinished one from its cached parts and training
@@ -21,21 +25,15 @@ from __future__ import annotations
 import argparse
 import html
 import importlib
+import importlib.util
 import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for p in (HERE, ROOT):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from jadv import _workdir_lock
+from jadv.studies.common import read_json, write_json
+from jadv.train.config import PROFILES, check_profile
 
-from common import load_config, read_json, write_json  # noqa: E402
-
-from jadv import _workdir_lock  # noqa: E402
-
-PROFILES = ("smoke", "default", "cpu", "full")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDIES = ("sketchy_channels", "tradeoff", "scale_properties", "filter_lens", "sharpness")
 TITLES = {
     "sketchy_channels": "1. Sketchy channels (Kaur, Cohen, Lipton)",
@@ -44,6 +42,22 @@ TITLES = {
     "filter_lens": "4. Convolutional filters (Gavrikov & Keuper 2022)",
     "sharpness": "5. Weight-loss-landscape sharpness (Yamada et al. 2021; AWP)",
 }
+
+
+def load_config(name: str, profile: str):
+    """``configs/<name>.py:get_config(profile)``, loaded by path (configs are not a package)."""
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no config file {path}")
+    spec = importlib.util.spec_from_file_location(f"jadv_configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(profile)
+
+
+def study_module(study: str):
+    """The library module of a study, ``jadv.studies.<study>``."""
+    return importlib.import_module(f"jadv.studies.{study}")
 
 
 def study_config(study: str, profile: str, data_dir: str | None):
@@ -102,8 +116,7 @@ def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict 
             return read_json(done)
         print(f"[{study}] running profile {profile} in {workdir}", flush=True)
         t0 = time.time()
-        module = importlib.import_module(study)
-        record = module.run(study_config(study, profile, data_dir), workdir)
+        record = study_module(study).run(study_config(study, profile, data_dir), workdir)
         record = dict(record, wall_time_s=time.time() - t0, profile=profile, device=device_description())
         write_json(done, record)
         print(f"[{study}] done in {record['wall_time_s']:.0f} s", flush=True)
@@ -114,21 +127,13 @@ def run_study(study: str, profile: str, out: str, data_dir: str | None) -> dict 
 
 def reclaim(study: str, profile: str, out: str, data_dir: str | None) -> bool:
     """Derive a finished study's claims again from its saved results with the current verdict
-    rules (for studies whose module has ``claims_from_results``), rewriting the claims in
-    ``done.json``, ``claims.json`` and ``results.json``: rows
-    with a re-derived id are replaced, the others kept. Returns whether anything was rederived."""
+    rules (``jadv.studies.<study>.claims(config, results)``), rewriting the claims in
+    ``done.json``, ``claims.json`` and ``results.json``. Returns whether the study had finished."""
     done = os.path.join(out, study, "done.json")
     if not os.path.exists(done):
         return False
-    module = importlib.import_module(study)
-    if not hasattr(module, "claims_from_results"):
-        return False
     record = read_json(done)
-    fresh = {c["id"]: c for c in module.claims_from_results(study_config(study, profile, data_dir),
-                                                             record["results"])}
-    old_ids = {c["id"] for c in record["claims"]}
-    record["claims"] = ([fresh.get(c["id"], c) for c in record["claims"]]
-                        + [c for i, c in fresh.items() if i not in old_ids])
+    record["claims"] = study_module(study).claims(study_config(study, profile, data_dir), record["results"])
     record["claims_rederived_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(done, record)
     write_json(os.path.join(out, study, "claims.json"), record["claims"])
@@ -168,7 +173,7 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
         md += [f"## {TITLES[study]}", "", f"Wall time: {rec.get('wall_time_s', float('nan')):.0f} s "
                f"on {rec.get('device', 'an unrecorded device')}. "
                f"Outputs: `{study}/` (results.json, claims.json). Rerun alone: "
-               f"`python experiments/{study}.py --profile {profile}`.", ""]
+               f"`python experiments/{study}.py --config configs/{study}.py:{profile}`.", ""]
         md += [f"![{fig}]({study}/{fig})" for fig in rec.get("figures", [])]
         md.append("")
     md_path = os.path.join(out, "report.md")
@@ -243,8 +248,7 @@ def export_report(out: str, dest: str) -> list[str]:
 def run(profile: str, out: str, data_dir: str | None = None, studies=STUDIES, rederive: bool = False) -> str:
     """Run the studies not yet finished under ``out`` and write the report; returns report.md.
     ``rederive``: first derive finished studies' claims again (:func:`reclaim`)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    check_profile(profile)
     unknown = [s for s in studies if s not in STUDIES]
     if unknown:
         raise ValueError(f"unknown studies {unknown}; allowed: {', '.join(STUDIES)}")
@@ -263,7 +267,7 @@ def run(profile: str, out: str, data_dir: str | None = None, studies=STUDIES, re
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="default", choices=PROFILES)
+    parser.add_argument("--profile", default="small", help=f"one of {', '.join(PROFILES)}")
     parser.add_argument("--out", default=None, help="output directory (default results/<profile>)")
     parser.add_argument("--data_dir", default=None, help="raw data directory (default $JADV_DATA_DIR or ../shared/data)")
     parser.add_argument("--studies", default=",".join(STUDIES), help="comma-separated subset of the studies")

@@ -34,6 +34,6 @@ def _load_by_path(path: str, name: str):
 
 @pytest.fixture
 def load_repo_module():
-    """``load_repo_module("experiments/sharpness.py", "name")``: a repo file loaded by path (the
-    study scripts and their configs share module names, so they cannot both be imported)."""
+    """``load_repo_module("configs/sharpness.py", "name")``: a repo file loaded by path (configs
+    are not a package, and share their names with the study modules)."""
     return _load_by_path

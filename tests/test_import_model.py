@@ -125,7 +125,7 @@ def test_evaluate_imported_workdir(both, load_repo_module, tmp_path):
 
 
 def test_filter_lens_on_imported_pair(both, load_repo_module, tmp_path):
-    study = load_repo_module("experiments/filter_lens.py", "jadv_filter_lens_for_import")
+    from jadv.studies import filter_lens as study
     config = load_repo_module("configs/filter_lens.py", "jadv_config_filter_lens_for_import").get_config("smoke")
     config.pair_workdirs = (f"standard:{both['std'][1]}", f"robust:{both['rob'][1]}")
     config.import_workdirs = (f"robust:{both['rob'][1]}",)
@@ -139,7 +139,7 @@ def test_filter_lens_on_imported_pair(both, load_repo_module, tmp_path):
         assert res["models"][kind]["train"]["workdir"] == os.path.abspath(both[key][1])
         # the measured first layer is the PyTorch conv1 (OIHW -> HWIO)
         sd = both[key][0].state_dict()
-        direct = study.measure(jadv.models.from_torch(sd, "wide_resnet").variables["params"])
+        direct = study.depth_metrics(jadv.models.from_torch(sd, "wide_resnet").variables["params"])
         for metric in ("sparsity", "variance_entropy", "orthogonality", "n_filters"):
             assert layers[0][metric] == pytest.approx(direct["layers"][0][metric], rel=1e-6, abs=1e-9)
     assert [c["id"] for c in record["claims"]] == ["4.1", "4.2", "4.3", "4.4"]

@@ -23,7 +23,7 @@ def reproduce(monkeypatch):
 @pytest.mark.slow
 def test_killed_reproduce_resumes_without_redoing_finished_studies(reproduce, tmp_path, monkeypatch):
     out = str(tmp_path / "out")
-    second = importlib.import_module(STUDIES[1])
+    second = importlib.import_module(f"jadv.studies.{STUDIES[1]}")
     real_run = second.run
 
     def killed(config, workdir):
@@ -36,7 +36,7 @@ def test_killed_reproduce_resumes_without_redoing_finished_studies(reproduce, tm
     assert os.path.exists(first_done) and not os.path.exists(os.path.join(out, STUDIES[1], "done.json"))
     stamp = os.path.getmtime(first_done)
 
-    first = importlib.import_module(STUDIES[0])
+    first = importlib.import_module(f"jadv.studies.{STUDIES[0]}")
     monkeypatch.setattr(first, "run", lambda *a, **k: pytest.fail("a finished study was run again"))
     monkeypatch.setattr(second, "run", real_run)
     report = reproduce.run("smoke", out, studies=STUDIES)
@@ -73,7 +73,7 @@ def test_unknown_profile_and_study_are_clear_errors(reproduce, tmp_path):
 
 
 def _fake_study(monkeypatch, name, calls):
-    module = importlib.import_module(name)
+    module = importlib.import_module(f"jadv.studies.{name}")
 
     def run(config, workdir):
         calls.append(name)
@@ -136,7 +136,7 @@ def test_claims_are_exclusive_and_unreadable_claims_are_stale(reproduce, tmp_pat
 def test_reclaim_derives_finished_claims_again_without_running_the_study(reproduce, tmp_path, monkeypatch):
     import json
 
-    study = importlib.import_module("sketchy_channels")
+    study = importlib.import_module("jadv.studies.sketchy_channels")
     monkeypatch.setattr(study, "run", lambda *a, **k: pytest.fail("a finished study was run again"))
 
     def model(colour, grey, sketch):
@@ -164,8 +164,12 @@ def test_reclaim_derives_finished_claims_again_without_running_the_study(reprodu
     record = json.load(open(done))
     rows = {c["id"]: c for c in record["claims"]}
     assert rows["1.2-grey-colored_digits"]["verdict"] == "not run at this profile"   # linf_at is at chance
-    assert rows["1.1-raw-cifar10"]["claim"] == "kept as it was"
-    assert [c["id"] for c in record["claims"]][:2] == ["1.2-grey-colored_digits", "1.1-raw-cifar10"]
+    # every claim is derived again from the results: the old rows are replaced, the missing added
+    assert rows["1.1-raw-cifar10"]["claim"] != "kept as it was"
+    assert rows["1.1-raw-cifar10"]["verdict"] == "not run at this profile"          # no cifar10 results
+    assert [c["id"] for c in record["claims"]][:5] == [
+        "1.1-raw-colored_digits", "1.1-relative-colored_digits", "1.2-grey-colored_digits",
+        "1.2-sketch-colored_digits", "1.3-colored_digits"]
     assert record["wall_time_s"] == 123.0 and "claims_rederived_at" in record
     assert json.load(open(os.path.join(out, "sketchy_channels", "claims.json"))) == record["claims"]
     assert json.load(open(os.path.join(out, "sketchy_channels", "results.json")))["claims"] == record["claims"]

@@ -1,24 +1,255 @@
-"""Study 5 (sharpness) on the smoke profile: outputs, their structure, cached reruns."""
+"""Study 5 (sharpness): verdict rules on hand-made results, the saved medium-profile record, the
+training configs, and the smoke profile through the library API (outputs, structure, cached reruns)."""
 import json
 import os
 
 import numpy as np
+import pytest
+
+from jadv.studies import sharpness
+from jadv.train.config import check_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture
+def get_config(load_repo_module):
+    return load_repo_module("configs/sharpness.py", "config_sharpness").get_config
 
 
-def test_curvature_fit_recovers_a_parabola(load_repo_module):
-    study = load_repo_module("experiments/sharpness.py", "study_sharpness_unit")
+def test_local_curvature_recovers_a_parabola():
     a = np.linspace(-1, 1, 21)
-    assert abs(study._curvature(a, 3.0 * a ** 2 + a + 2, 0.25) - 6.0) < 1e-9
+    assert abs(sharpness.local_curvature(a, 3.0 * a ** 2 + a + 2, 0.25) - 6.0) < 1e-9
 
 
-def test_sharpness_smoke(tmp_path, load_repo_module):
-    study = load_repo_module("experiments/sharpness.py", "study_sharpness")
-    config = load_repo_module("configs/sharpness.py", "config_sharpness").get_config("smoke")
+def _tiny_model():
+    """A 2x2x1 -> 3 Linen model with a ``train`` flag (15 parameters): dense Hessians are cheap."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    class Tiny(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            return nn.Dense(3)(jnp.tanh(x.reshape(x.shape[0], -1)))
+
+    model = Tiny()
+    key = jax.random.key(1)
+    x = jax.random.uniform(key, (8, 2, 2, 1))
+    y = jax.random.randint(jax.random.fold_in(key, 1), (8,), 0, 3)
+    variables = {"params": jax.tree.map(lambda p: 3.0 * p, model.init(key, x)["params"])}
+    return model, variables, x, y
+
+
+def test_adversarial_hessian_matches_the_dense_hessian_at_fixed_x_adv():
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    model, variables, x, y = _tiny_model()
+    key = jax.random.key(0)
+    eps = 0.3
+    d = jax.tree.map(jnp.ones_like, variables["params"])
+    alphas = jnp.linspace(-0.5, 0.5, 5)
+
+    @jax.jit
+    def measure(v, e, k):     # one program: the measurements, and the x_adv they use
+        out = sharpness.adversarial_hessian(model.apply, v, x, y, eps=e, key=k, attack_steps=5, lanczos_iters=15,
+                                            trace_samples=400)
+        out["curves"] = sharpness.landscape_curves(model.apply, v, x, y, d, alphas, eps=e, key=k, attack_steps=5)
+        out["acc"] = sharpness.clean_and_robust_accuracy(model.apply, v, x, y, eps=e, key=k, steps=5)
+        attack = sharpness.pgd_attack(model.apply, v, eps=e, key=jax.random.fold_in(k, 1), steps=5)
+        out["x_adv"] = attack(v["params"], x, y)
+        return out
+
+    out = measure(variables, jnp.float32(eps), key)
+    # oracle: the same x_adv (PGD at the trained weights, key fold_in(key, 1)), dense Hessian + eigh
+    x_adv = out["x_adv"]
+    assert float(jnp.max(jnp.sqrt(jnp.sum((x_adv - x) ** 2, axis=(1, 2, 3))))) <= eps + 1e-5
+    flat, unravel = ravel_pytree(variables["params"])
+
+    def loss(w):
+        logits = model.apply({"params": unravel(w)}, x_adv, train=False)
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+    h = np.asarray(jax.jit(jax.hessian(loss))(flat), np.float64)
+    lam = np.linalg.eigvalsh(h)
+    assert abs(float(out["lambda_max"]) - lam[-1]) <= 1e-3 * abs(lam[-1]) + 1e-5
+    assert abs(float(out["trace"]) - np.trace(h)) <= 4 * float(out["trace_stderr"]) + 1e-5
+    assert abs(float(out["adv_loss"]) - float(jax.jit(loss)(flat))) < 1e-5
+    # the robust loss is above the clean one, and both curves pass through the loss at alpha = 0
+    clean, robust = out["curves"]
+    assert np.all(np.asarray(robust) >= np.asarray(clean) - 1e-5)
+    assert abs(float(robust[2]) - float(out["adv_loss"])) < 1e-4
+    acc, rob = out["acc"]
+    assert 0 <= float(rob) <= float(acc) <= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# claims(config, results) on hand-made results
+# ----------------------------------------------------------------------------------------------
+
+def _logistic(eps, lam_exact, lam_fixed, trace, w_norm, min_eig, share=None):
+    res = {"eps": list(eps), "lambda_max_exact": list(lam_exact), "lambda_max_fixed": list(lam_fixed),
+           "trace_exact": list(trace), "trace_fixed": list(trace), "w_norm": list(w_norm),
+           "min_eig_exact_minus_fixed": list(min_eig)}
+    if share is not None:
+        res["informative_share"] = list(share)
+    return res
+
+
+def _row(eps, objective, lam, *, curvature=1.0, gap=0.1):
+    return {"tag": sharpness.model_tag(eps, objective), "eps": eps, "objective": objective, "lambda_max": lam,
+            "trace": 10 * lam, "clean_curvature": 0.5, "robust_curvature": curvature, "robust_rise_mean": curvature / 4,
+            "train_clean_acc": 0.9, "train_robust_acc": 0.5 + gap, "test_clean_acc": 0.8, "test_robust_acc": 0.5,
+            "robust_gap": gap}
+
+
+def good_results():
+    """Results of the small profile (toy and digits; eps grid 0, 0.25, 0.5, 1) where every claim holds.
+    The last L2 radius of each sweep has collapsed (||w*|| ~ 0) and breaks every rule: ignored."""
+    l2 = dict(eps=(0, 0.2, 0.4, 0.6), lam_exact=(0.1, 0.2, 0.4, 0.05), lam_fixed=(0.1, 0.15, 0.2, 0.01),
+              trace=(1, 2, 4, 0.1), w_norm=(2.0, 1.5, 1.0, 1e-5), min_eig=(0, 0, 0, -1.0))
+    linf = dict(eps=(0, 0.05, 0.1), lam_exact=(0.1, 0.12, 0.15), lam_fixed=(0.1, 0.12, 0.15), trace=(1, 1.1, 1.2),
+                w_norm=(2.0, 1.8, 1.6), min_eig=(0, 0, 0))
+    rows = [_row(0.0, "standard", 1.0), _row(0.25, "pgd_at", 2.0), _row(0.5, "pgd_at", 3.0, curvature=2.0, gap=0.2),
+            _row(1.0, "pgd_at", 4.0), _row(0.5, "awp", 2.5, curvature=1.0, gap=0.1)]
+    return {"logistic_toy_l2": _logistic(**l2), "logistic_toy_linf": _logistic(**linf, share=(0.8, 0.9, 1.0)),
+            "logistic_digits_l2": _logistic(**l2), "logistic_digits_linf": _logistic(**linf),
+            "network": {"setup": {"dataset": "digits", "model": "small_cnn", "hessian_subset_indices": list(range(8))},
+                        "models": {r["tag"]: r for r in rows}, "density": {"model": "pgd_at_eps1"}}}
+
+
+def verdicts(config, results):
+    return {c["id"]: c["verdict"] for c in sharpness.claims(config, results)}
+
+
+ALL_IDS = ["5.1-toy", "5.1b-toy", "5.3-toy", "5.4-toy", "5.1-digits", "5.1b-digits", "5.3-digits",
+           "5.4-digits", "5.5-digits", "5.6-digits"]
+
+
+def test_every_claim_reproduced_on_good_results(get_config):
+    config = get_config("small")
+    out = sharpness.claims(config, good_results())
+    assert [c["id"] for c in out] == ALL_IDS
+    assert all(c["verdict"] == "reproduced" for c in out), [(c["id"], c["verdict"]) for c in out]
+    for c in out:
+        assert c["study"] == "sharpness"
+        assert c["command"] == "python experiments/sharpness.py --config configs/sharpness.py:small"
+        assert "20" in c["source"] and ("arXiv" in c["source"] or "NeurIPS" in c["source"]), c["source"]
+    # the JSON round trip of results.json gives the same claims
+    assert sharpness.claims(config, json.loads(json.dumps(good_results()))) == out
+
+
+def _broken(edit):
+    res = good_results()
+    edit(res)
+    return res
+
+
+def _set(part, key, values):
+    def edit(res):
+        res[part][key] = list(values)
+    return edit
+
+
+@pytest.mark.parametrize("claim_id, edit", [
+    # 5.1: lambda_max of the exact Hessian, or its trace, not monotone
+    ("5.1-toy", _set("logistic_toy_l2", "lambda_max_exact", (0.1, 0.3, 0.2, 0.05))),
+    ("5.1-digits", _set("logistic_digits_l2", "trace_exact", (1, 3, 2, 0.1))),
+    # 5.1b: ||w*|| rises
+    ("5.1b-toy", _set("logistic_toy_l2", "w_norm", (2.0, 2.5, 1.0, 1e-5))),
+    ("5.1b-digits", _set("logistic_digits_l2", "w_norm", (2.0, 1.0, 1.5, 1e-5))),
+    # 5.3: exact - fixed not PSD; the lambda_max gap shrinks (0, 0.01, 0.005); the fixed lambda_max falls
+    ("5.3-toy", _set("logistic_toy_l2", "min_eig_exact_minus_fixed", (0, -1e-6, 0, 0))),
+    ("5.3-digits", _set("logistic_digits_l2", "lambda_max_fixed", (0.1, 0.19, 0.395, 0.01))),
+    ("5.3-toy", _set("logistic_toy_l2", "lambda_max_fixed", (0.1, 0.15, 0.14, 0.01))),
+    # 5.4: Linf lambda_max falls; toy: w* does not concentrate on the informative coordinates
+    ("5.4-toy", _set("logistic_toy_linf", "lambda_max_exact", (0.1, 0.09, 0.15))),
+    ("5.4-toy", _set("logistic_toy_linf", "informative_share", (0.9, 0.95, 0.9))),
+    ("5.4-digits", _set("logistic_digits_linf", "lambda_max_exact", (0.1, 0.12, 0.11))),
+])
+def test_each_logistic_claim_can_fail(get_config, claim_id, edit):
+    got = verdicts(get_config("small"), _broken(edit))
+    assert got[claim_id] == "not reproduced"
+    # a claim fails alone (except that 5.1 and 5.3 both need the exact lambda_max to rise)
+    both = claim_id.startswith("5.1-")
+    others = {k: v for k, v in got.items() if k != claim_id and not (both and k.startswith("5.3-"))}
+    assert set(others.values()) == {"reproduced"}, others
+
+
+def _row_edit(tag, **fields):
+    def edit(res):
+        res["network"]["models"][tag].update(fields)
+    return edit
+
+
+@pytest.mark.parametrize("claim_id, edit", [
+    ("5.5-digits", _row_edit("pgd_at_eps0.5", lambda_max=1.5)),                 # lambda_max not monotone
+    ("5.6-digits", _row_edit("awp_eps0.5", robust_curvature=3.0)),              # AWP not flatter
+    ("5.6-digits", _row_edit("awp_eps0.5", robust_gap=0.3)),                    # AWP gap not smaller
+])
+def test_each_network_claim_can_fail(get_config, claim_id, edit):
+    got = verdicts(get_config("small"), _broken(edit))
+    assert got[claim_id] == "not reproduced"
+    assert {v for k, v in got.items() if k != claim_id} == {"reproduced"}
+
+
+def test_network_claims_are_not_run_at_smoke(get_config):
+    config = get_config("small")
+    config.profile = "smoke"
+    out = sharpness.claims(config, good_results())
+    got = {c["id"]: c["verdict"] for c in out}
+    assert got["5.5-digits"] == got["5.6-digits"] == "not run at this profile"
+    assert all("[smoke:" in c["claim"] for c in out if c["id"].startswith(("5.5", "5.6")))
+    assert {v for k, v in got.items() if not k.startswith(("5.5", "5.6"))} == {"reproduced"}
+    # the broken network results stay "not run" at smoke
+    bad = verdicts(config, _broken(_row_edit("awp_eps0.5", robust_curvature=3.0, robust_gap=0.3)))
+    assert bad["5.6-digits"] == "not run at this profile"
+
+
+@pytest.mark.parametrize("run_dir", ["results/cpu_cpu2/sharpness", "results/cpu/sharpness"])
+def test_claims_rederived_from_a_saved_medium_record(get_config, run_dir):
+    """The saved records of the medium profile (then called "cpu") give the same claims again."""
+    path = os.path.join(ROOT, run_dir)
+    if not os.path.exists(os.path.join(path, "results.json")):
+        pytest.skip(f"{run_dir} is not in this checkout")
+    record = json.load(open(os.path.join(path, "results.json")))
+    saved = json.load(open(os.path.join(path, "claims.json")))
+    again = sharpness.claims(get_config("medium"), record["results"])
+    assert [(c["id"], c["claim"], c["measured"], c["verdict"]) for c in again] == [
+        (c["id"], c["claim"], c["measured"], c["verdict"]) for c in saved]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "small", "medium", "paper"])
+def test_every_training_config_passes_the_check(get_config, profile):
+    config = get_config(profile)
+    assert config.profile == profile
+    ncfg = config.network
+    seen = set()
+    for eps, objective in [(float(e), "pgd_at") for e in ncfg.eps_grid] + [(float(ncfg.awp_eps), "awp")]:
+        c = sharpness.training_config(ncfg, eps, objective, data_dir="/data")
+        check_config(c)
+        assert c.data_dir == "/data"
+        assert c.objective.name == ("standard" if eps == 0 else objective)
+        seen.add(c.objective.name)
+    assert seen == {"standard", "pgd_at", "awp"}
+
+
+def test_old_profile_names_are_refused_with_a_hint(get_config):
+    with pytest.raises(ValueError, match="'cpu' is now 'medium'"):
+        get_config("cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# the smoke profile through the library API
+# ----------------------------------------------------------------------------------------------
+
+def test_sharpness_smoke(tmp_path, get_config):
+    config = get_config("smoke")
     config.network.train.num_devices = 1      # the test session fakes 8 CPU devices; train on one
     wd = str(tmp_path / "study")
-    record = study.run(config, wd)
+    record = sharpness.run(config, wd)
 
     for f in ("results.json", "claims.json"):
         assert os.path.exists(os.path.join(wd, f))
@@ -30,7 +261,8 @@ def test_sharpness_smoke(tmp_path, load_repo_module):
     for fig in record["figures"]:
         assert open(os.path.join(wd, fig), "rb").read(4) == b"\x89PNG"
 
-    res = json.load(open(os.path.join(wd, "results.json")))["results"]
+    saved = json.load(open(os.path.join(wd, "results.json")))
+    res = saved["results"]
     assert set(res) >= {"logistic_toy_l2", "logistic_toy_linf", "network"}
     net = res["network"]
     setup = net["setup"]
@@ -50,13 +282,15 @@ def test_sharpness_smoke(tmp_path, load_repo_module):
     assert net["models"]["awp_eps0.5"]["train_results"]["objective"] == "awp"
     claims = json.load(open(os.path.join(wd, "claims.json")))
     ids = [c["id"] for c in claims]
-    assert ids[:4] == ["5.1-toy", "5.1b-toy", "5.3-toy", "5.4-toy"]       # part 1 unchanged
+    assert ids[:4] == ["5.1-toy", "5.1b-toy", "5.3-toy", "5.4-toy"]       # part 1
     assert ids[4:] == ["5.5-digits", "5.6-digits"]
     assert all(c["verdict"] == "not run at this profile" for c in claims[4:])
+    # claims are a pure function of the saved results (reproduce.py --reclaim)
+    assert sharpness.claims(config, saved["results"]) == claims == record["claims"]
 
     # rerun: cached parts are reused (files untouched) and give the same claims
     parts = os.path.join(wd, "parts")
     mtimes = {p: os.path.getmtime(os.path.join(parts, p)) for p in os.listdir(parts)}
-    record2 = study.run(config, wd)
+    record2 = sharpness.run(config, wd)
     assert {p: os.path.getmtime(os.path.join(parts, p)) for p in os.listdir(parts)} == mtimes
     assert [c["measured"] for c in record2["claims"]] == [c["measured"] for c in claims]

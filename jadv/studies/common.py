@@ -140,3 +140,25 @@ def cli_main(study, config, workdir: str | None) -> dict:
     for c in record["claims"]:
         print(f"[{c['verdict']}] {c['claim']}: {c['measured']}")
     return record
+
+
+def study_app(study, script: str) -> None:
+    """The command line of ``experiments/<study>.py`` (absl): ``--config`` (an ml_collections
+    config file, ``path.py:profile``; default ``configs/<study>.py:small`` beside the script's
+    folder; any field can be set with ``--config.x=...``) and ``--workdir``; then :func:`cli_main`.
+    ``script`` is the calling script's ``__file__``."""
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    name = study.__name__.rsplit(".", 1)[-1]
+    default = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(script)), "..", "configs",
+                                            f"{name}.py")) + ":small"
+    config = config_flags.DEFINE_config_file("config", default, "config file, as path.py:profile "
+                                             "(smoke, small, medium, paper)", lock_config=False)
+    workdir = flags.DEFINE_string("workdir", None, f"output directory (default runs/{name}/<profile>)")
+
+    def main(argv):
+        del argv
+        cli_main(study, config.value, workdir.value)
+
+    app.run(main)
