@@ -37,3 +37,21 @@ def load_repo_module():
     """``load_repo_module("configs/sharpness.py", "name")``: a repo file loaded by path (configs
     are not a package, and share their names with the study modules)."""
     return _load_by_path
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A data folder where only the files a test creates are found: no shared data, no TFDS, a
+    private cache. Returns the data folder (``tmp_path / "data"``)."""
+    from jadv.data import registry, tfds_source
+
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.delenv("JADV_DATA_DIR", raising=False)
+    monkeypatch.setenv("JADV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(registry, "_REPO_ROOT", str(tmp_path / "repo"))
+    monkeypatch.setattr(registry, "DEBIAN_FASHION_MNIST", str(tmp_path / "debian-fashion"))
+    monkeypatch.setattr(tfds_source, "tfds_available", lambda: False)
+    data = tmp_path / "data"
+    data.mkdir()
+    return data

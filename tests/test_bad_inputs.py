@@ -18,34 +18,12 @@ import jadv.data as D
 from jadv import attacks as A
 from jadv.attacks import projections as _projections
 from jadv.data import registry as _registry
-from jadv.data import tfds_source as _tfds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---------------------------------------------------------------------------- attacks
-K = 5
-W = jax.random.normal(jax.random.key(3), (12, K))
-
-
-def f(x):
-    return x.reshape(x.shape[0], -1) @ W
-
-
-X = jax.random.uniform(jax.random.key(4), (3, 2, 2, 3))
-Y = jnp.array([0, 1, 2], jnp.int32)
-KEY = jax.random.key(0)
-
-ATTACKS = {
-    "fgsm": lambda **kw: A.fgsm(f, kw.pop("x", X), kw.pop("y", Y), **{"eps": 0.1, **kw}),
-    "pgd": lambda **kw: A.pgd(f, kw.pop("x", X), kw.pop("y", Y),
-                              **{"key": KEY, "eps": 0.1, "step_size": 0.01, "steps": 2, **kw}),
-    "apgd": lambda **kw: A.apgd(f, kw.pop("x", X), kw.pop("y", Y), **{"key": KEY, "eps": 0.1, "steps": 2, **kw}),
-    "apgd_targeted": lambda **kw: A.apgd_targeted(f, kw.pop("x", X), kw.pop("y", Y),
-                                                  **{"key": KEY, "eps": 0.1, "steps": 2, "n_targets": 2, **kw}),
-    "square": lambda **kw: A.square(f, kw.pop("x", X), kw.pop("y", Y), **{"key": KEY, "eps": 0.1, "queries": 2, **kw}),
-    "fab_targeted": lambda **kw: A.fab_targeted(f, kw.pop("x", X), kw.pop("y", Y),
-                                                **{"key": KEY, "eps": 0.1, "steps": 2, "n_targets": 2, **kw}),
-}
+# the attacks with small valid defaults, as in tests/test_attacks_errors.py
+from test_attacks_errors import ATTACKS, KEY, X, Y, f  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
@@ -241,19 +219,6 @@ def test_import_model_cli_refuses_nan_weights(tmp_path):
 
 
 # ---------------------------------------------------------------------------- image folders
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Only the folders a test creates are searched: no shared data, no TFDS, a private cache."""
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    monkeypatch.delenv("JADV_DATA_DIR", raising=False)
-    monkeypatch.setenv("JADV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(_registry, "_REPO_ROOT", str(tmp_path / "repo"))
-    monkeypatch.setattr(_registry, "DEBIAN_FASHION_MNIST", str(tmp_path / "debian-fashion"))
-    monkeypatch.setattr(_tfds, "tfds_available", lambda: False)
-    data = tmp_path / "data"
-    data.mkdir()
-    return data
 
 
 def _png(array):

@@ -120,23 +120,9 @@ import pytest  # noqa: E402
 import jadv.data as D  # noqa: E402
 from jadv.data import archive as _archive  # noqa: E402
 from jadv.data import image_folder as _image_folder  # noqa: E402
-from jadv.data import registry as _registry  # noqa: E402
 from jadv.data import tfds_source as _tfds  # noqa: E402
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Only the folders a test creates are searched: no shared data, no TFDS, a private cache."""
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    monkeypatch.delenv("JADV_DATA_DIR", raising=False)
-    monkeypatch.setenv("JADV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(_registry, "_REPO_ROOT", str(tmp_path / "repo"))
-    monkeypatch.setattr(_registry, "DEBIAN_FASHION_MNIST", str(tmp_path / "debian-fashion"))
-    monkeypatch.setattr(_tfds, "tfds_available", lambda: False)
-    data = tmp_path / "data"
-    data.mkdir()
-    return data
 
 
 @pytest.fixture
