@@ -4,10 +4,8 @@ Profiles:
 - ``smoke``: seconds, for tests (512 images, PGD-3).
 - ``medium``: the small CNN of ``mnist_standard.py`` (3x3 convs 32 -> 64, dense 128, ~0.1M params),
   PGD-7 with step 0.05 from a uniform random start, eps warmed up linearly from 0 over the first
-  epoch, 8 epochs, Adam 1e-3 with cosine decay, batch 128 (the measurement
-  below ran with the attack loop unrolled, which the loop-body rewrite has since made
-  unnecessary). Measured (RESULTS.md): 1,548 s on the 2-core CPU, clean 98.4% and PGD-40 with 5
-  restarts 85.9% on the first 1,000 test images; 3 epochs gave only 69.4% val PGD-10.
+  epoch, 8 epochs (3 were too few for the robust target; RESULTS.md has the runs), Adam 1e-3 with
+  cosine decay, batch 128.
   1000 training images are held out; the best checkpoint is chosen by PGD-10 accuracy on 500 of
   them (``val_robust_accuracy``), never on test.
 - ``paper``: Madry et al.'s MNIST recipe: PGD-40, step 0.01, uniform random start, Adam 1e-4,

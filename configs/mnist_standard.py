@@ -1,7 +1,7 @@
 """Standard (clean) training of the small CNN on MNIST.
 
 Profiles: ``smoke`` (a few steps on 512 images, for tests), ``medium`` (one epoch on the full
-training set: >= 98.5% test accuracy on a 2-core CPU), ``paper`` (10 epochs).
+training set; RESULTS.md has its accuracy and time), ``paper`` (10 epochs).
 Usage: ``python experiments/train.py --config configs/mnist_standard.py:medium --workdir runs/mnist``.
 """
 from jadv.train.config import base_config, check_profile
