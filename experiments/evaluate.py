@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jadv import attacks, data
+from jadv._io import atomic_write_json
 from jadv.train import load_trained
 
 SUITES = ("pgd", "apgd", "single", "autoattack")
@@ -76,9 +77,7 @@ def evaluate_workdir(workdir: str, *, suite: str, eps: float, norm: str = "linf"
                   wall_time_s=time.time() - t0)
     result = json.loads(json.dumps(result, default=_jsonable))
     path = out or os.path.join(workdir, f"eval_{suite}_{norm}_{eps:g}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, result)
     print(json.dumps({k: v for k, v in result.items() if "accuracy" in k or k == "per_attack"}, indent=1))
     print(f"wrote {path}")
     return result

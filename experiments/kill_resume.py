@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from jadv._io import atomic_write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = ["--config", os.path.join(ROOT, "configs", "digits_standard.py") + ":smoke",
                   "--config.num_epochs=60", "--config.log_every_steps=3", "--config.checkpoint.every_steps=4",
@@ -137,10 +139,7 @@ def main():
                "records_doubled": sum(r.get("records_doubled", 0) for r in ok),
                "failed_trials": len(rows) - len(ok), "reference_records": len(ref_records),
                "delays_s": [args.min_delay, args.max_delay], "seed": args.seed}
-    tmp = os.path.join(args.out, "kill_resume.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(args.out, "kill_resume.json"))
+    atomic_write_json(os.path.join(args.out, "kill_resume.json"), summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("trials", "config")}))
 
 

@@ -30,6 +30,7 @@ import os
 import time
 
 from jadv import _workdir_lock
+from jadv._io import atomic_write_text
 from jadv.studies.common import read_json, write_json
 from jadv.train.config import PROFILES, check_profile
 
@@ -177,9 +178,7 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
         md += [f"![{fig}]({study}/{fig})" for fig in rec.get("figures", [])]
         md.append("")
     md_path = os.path.join(out, "report.md")
-    with open(md_path + ".tmp", "w") as f:
-        f.write("\n".join(md))
-    os.replace(md_path + ".tmp", md_path)
+    atomic_write_text(md_path, "\n".join(md))
 
     esc = html.escape
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>jadv report ({esc(profile)})</title>",
@@ -201,9 +200,7 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
             h += [f"<img src='{esc(study)}/{esc(fig)}' alt='{esc(fig)}'>" for fig in records[study].get("figures", [])]
     h.append("</body></html>")
     html_path = os.path.join(out, "report.html")
-    with open(html_path + ".tmp", "w") as f:
-        f.write("\n".join(h))
-    os.replace(html_path + ".tmp", html_path)
+    atomic_write_text(html_path, "\n".join(h))
     return md_path, html_path
 
 

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from jadv import _workdir_lock, train
+from jadv import _io, _workdir_lock, train
 from jadv.train import loop
 from jadv.train.checkpoint import Checkpointer
 from jadv.train.config import check_config
@@ -126,7 +126,7 @@ def test_a_kill_while_metrics_jsonl_is_rewritten_loses_no_record(tmp_path, monke
     assert b'"step": 4' in before
     with monkeypatch.context() as m:
         if fault == "kill mid-write":
-            m.setattr(loop, "open", _killing_open, raising=False)
+            m.setattr(_io, "open", _killing_open, raising=False)   # the module that writes it
         else:
             def killed(src, dst):
                 raise KeyboardInterrupt("killed at os.replace")

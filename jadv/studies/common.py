@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from jadv._io import atomic_write_json
+
 VERDICTS = ("reproduced", "not reproduced", "not run at this profile")
 
 
@@ -49,11 +51,8 @@ def to_jsonable(obj: Any):
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Atomic JSON write (a kill never leaves a half-written file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(to_jsonable(obj), f, indent=1)
-    os.replace(path + ".tmp", path)
+    """Atomic JSON write of numpy/jax values (a kill never leaves a half-written file)."""
+    atomic_write_json(path, to_jsonable(obj))
 
 
 def read_json(path: str):

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from jadv._io import atomic_write_json
 
 
 def _structure(tree) -> dict[str, list[int]]:
@@ -91,7 +92,7 @@ class Checkpointer:
     def _write_best_value(self, step: int, value: float) -> None:
         meta = self._read_meta()
         meta["best"] = {"step": step, "metric": self.best_metric, "value": value}
-        _atomic_write_json(self._meta_path, meta)
+        atomic_write_json(self._meta_path, meta)
 
     def best_value(self) -> float | None:
         """The metric of the best checkpoint: as orbax stored it with that checkpoint (right even
@@ -118,7 +119,7 @@ class Checkpointer:
         structure = _structure({"params": tree["params"], "batch_stats": tree["batch_stats"]})
         if "structure" not in meta:
             meta["structure"] = structure
-            _atomic_write_json(self._meta_path, meta)
+            atomic_write_json(self._meta_path, meta)
 
     # -- restoring ---------------------------------------------------------------------------
     def latest_step(self) -> int | None:
@@ -219,10 +220,3 @@ def _reason(err: BaseException) -> str:
     """One line of an exception, for a warning (tensorstore errors run to pages)."""
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
-
-
-def _atomic_write_json(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)

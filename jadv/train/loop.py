@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import time
-import uuid
 import warnings
 from typing import Callable
 
@@ -26,10 +25,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jadv._checks import check_bn_mode
 from jadv import _workdir_lock
 from jadv import data as jdata
 from jadv import models as jmodels
+from jadv._checks import check_bn_mode
+from jadv._io import atomic_write_json, atomic_write_text
 from jadv.train import sharding
 from jadv.train.checkpoint import Checkpointer
 from jadv.train.config import check_config
@@ -196,34 +196,11 @@ class MetricsWriter:
             else:
                 changed = True
         if changed:
-            _atomic_write_text(path, "".join(keep))
+            atomic_write_text(path, "".join(keep))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: a unique temporary file in the same folder,
-    flushed and fsynced, then ``os.replace``. A kill at any moment leaves the old or the new file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _format_eta(seconds: float) -> str:
@@ -375,7 +352,7 @@ def _archive_config(workdir: str, step: int) -> str:
         name, n = f"config.{step}.{n}.json", n + 1
     with open(os.path.join(workdir, "config.json"), "rb") as f:
         old = f.read().decode("utf-8", errors="replace")
-    _atomic_write_text(os.path.join(workdir, name), old)
+    atomic_write_text(os.path.join(workdir, name), old)
     return name
 
 
@@ -424,7 +401,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                       "previous_config": archived})
         print(f"config changed at step {start_step} ({', '.join(changes)}); old config kept as "
               f"{archived}", flush=True)
-    _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
+    atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
     writer.write({"step": start_step, "kind": "setup", "objective": objective.name,
                   **{f"objective.{k}": v for k, v in objective.settings.items()},
                   "eval_bn_set": config.eval_bn_set, "robust_eval": config.robust_eval.to_dict(),
@@ -538,7 +515,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                     last_eval = run_eval(step, step / steps_per_epoch, early_stopped=True,
                                          restored_step=int(prev.step))
                     ckpt.save(step, state, _best_metrics(last_eval))
-                    _atomic_write_json(stop_marker, stopped)
+                    atomic_write_json(stop_marker, stopped)
                     break
                 es_prev = rob
                 es_ckpt.save(step, state)
@@ -567,7 +544,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
     if config.checkpoint.best_metric and ckpt.best_step() is not None:
         results["best_step"] = int(ckpt.best_step())
         results[f"best_{config.checkpoint.best_metric}"] = ckpt.best_value()
-    _atomic_write_json(os.path.join(workdir, "results.json"), results)
+    atomic_write_json(os.path.join(workdir, "results.json"), results)
     ckpt.close()
     return results
 
@@ -626,10 +603,6 @@ def _summarise(pending, step, steps_per_epoch, lr, rate) -> dict:
         if k != "finite":
             record[k] = float(np.mean([float(m[k]) for m in host]))
     return record
-
-
-def _atomic_write_json(path, obj):
-    _atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def load_trained(workdir: str, *, which: str = "latest") -> tuple[nn.Module, dict, ml_collections.ConfigDict]:
