@@ -17,8 +17,9 @@ checkpoints, so killing this script loses at most the part that was running. A s
 is marked by ``OUT/<study>/running.json``: a second process on the same ``OUT`` skips it (so two
 processes can split the studies of one report) unless the holder's process is gone. The report is
 ``OUT/report.md`` and ``OUT/report.html``: one row per claim of the five studies with the
-measured value, the verdict (reproduced / not reproduced / not run at this profile) and the
-command, then each study's figures.
+measured value, whether the claim's models met their quality gates (``jadv.studies.gates``), the
+verdict (reproduced / not reproduced / inconclusive: models below their gates / not run at this
+profile) and the source, then each study's models with their gates, and its figures.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import time
 
 from jadv import _workdir_lock
 from jadv._io import atomic_write_text
-from jadv.studies.common import read_json, write_json
+from jadv.studies.common import VERDICTS, read_json, write_json
+from jadv.studies.gates import gate_table
 from jadv.train.config import PROFILES, check_profile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,23 +151,48 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def gate_cell(row: dict) -> str:
+    """The claims table's gate column: "met", "no: <models>", "none needed" (analytic), or "-"
+    for a record written before gates existed."""
+    gates = row.get("gates")
+    if gates is None:
+        return "-"
+    if gates == "missed":
+        return "no: " + ", ".join(r["model"] for r in row.get("gate_records", []) if not r["met"])
+    return "yes" if gates == "met" else gates
+
+
+def study_gates(claims: list) -> list:
+    """Each gated model of a study once, in order of first use: ``{"model", "gate", "met", "source"}``."""
+    seen = {}
+    for c in claims:
+        for r in c.get("gate_records", []):
+            seen.setdefault(r["model"], r)
+    return gate_table(seen)
+
+
 def write_report(out: str, profile: str, records: dict, command: str) -> tuple[str, str]:
     """Write ``out/report.md`` and ``out/report.html``; returns both paths. A study whose record
     is None (being run by another process) is listed as missing."""
     missing = [s for s in STUDIES if s in records and records[s] is None]
     records = {s: r for s, r in records.items() if r is not None}
     rows = [c for study in STUDIES if study in records for c in records[study]["claims"]]
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("reproduced", "not reproduced", "not run at this profile")}
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     md = [f"# jadv reproduction report — profile `{profile}`", "",
           f"Command: `{command}`", "",
           f"Claims: {counts['reproduced']} reproduced, {counts['not reproduced']} not reproduced, "
-          f"{counts['not run at this profile']} not run at this profile.", ""]
+          f"{counts['inconclusive']} inconclusive (models below their quality gates), "
+          f"{counts['not run at this profile']} not run at this profile.", "",
+          "Gates: a claim about trained models is decided only when each of its models met its "
+          "quality gate (clean / robust accuracy and, for claims about weights, how far the layer "
+          "moved from its initialisation; each study section lists them). \"none needed\": an "
+          "analytic claim.", ""]
     if missing:
         md += [f"Not in this report (being run by another process when it was written; rerun the "
                f"command to add): {', '.join(missing)}.", ""]
-    md += ["| study | claim | measured | verdict | source |", "|---|---|---|---|---|"]
-    md += [f"| {r['study']} | {_cell(r['claim'])} | {_cell(r['measured'])} | **{r['verdict']}** | {_cell(r['source'])} |"
-           for r in rows]
+    md += ["| study | claim | measured | models met gates | verdict | source |", "|---|---|---|---|---|---|"]
+    md += [f"| {r['study']} | {_cell(r['claim'])} | {_cell(r['measured'])} | {_cell(gate_cell(r))} | "
+           f"**{r['verdict']}** | {_cell(r['source'])} |" for r in rows]
     md.append("")
     for study in STUDIES:
         if study not in records:
@@ -175,6 +202,12 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
                f"on {rec.get('device', 'an unrecorded device')}. "
                f"Outputs: `{study}/` (results.json, claims.json). Rerun alone: "
                f"`python experiments/{study}.py --config configs/{study}.py:{profile}`.", ""]
+        gates = study_gates(rec["claims"])
+        if gates:
+            md += ["| model | gate: measured (threshold) | met | gate source |", "|---|---|---|---|"]
+            md += [f"| {g['model']} | {_cell(g['gate'])} | {'yes' if g['met'] else '**no**'} | {_cell(g['source'])} |"
+                   for g in gates]
+            md.append("")
         md += [f"![{fig}]({study}/{fig})" for fig in rec.get("figures", [])]
         md.append("")
     md_path = os.path.join(out, "report.md")
@@ -184,19 +217,28 @@ def write_report(out: str, profile: str, records: dict, command: str) -> tuple[s
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>jadv report ({esc(profile)})</title>",
          "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
          "td,th{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}"
-         ".reproduced{background:#e6f4e6}.not.reproduced{background:#fbe3e3}img{max-width:48%;margin:4px}</style>",
+         ".reproduced{background:#e6f4e6}.not.reproduced{background:#fbe3e3}.inconclusive{background:#fff5d6}img{max-width:48%;margin:4px}</style>",
          "</head><body>", f"<h1>jadv reproduction report — profile {esc(profile)}</h1>",
          f"<p>Command: <code>{esc(command)}</code></p>",
-         "<table><tr><th>study</th><th>claim</th><th>measured</th><th>verdict</th><th>source</th></tr>"]
+         "<table><tr><th>study</th><th>claim</th><th>measured</th><th>models met gates</th><th>verdict</th>"
+         "<th>source</th></tr>"]
     for r in rows:
         h.append(f"<tr class='{esc(r['verdict'])}'><td>{esc(r['study'])}</td><td>{esc(r['claim'])}</td>"
-                 f"<td>{esc(r['measured'])}</td><td><b>{esc(r['verdict'])}</b></td><td>{esc(r['source'])}</td></tr>")
+                 f"<td>{esc(r['measured'])}</td><td>{esc(gate_cell(r))}</td><td><b>{esc(r['verdict'])}</b></td>"
+                 f"<td>{esc(r['source'])}</td></tr>")
     h.append("</table>")
     if missing:
         h.append(f"<p>Not in this report (being run by another process): {esc(', '.join(missing))}.</p>")
     for study in STUDIES:
         if study in records:
             h.append(f"<h2>{esc(TITLES[study])}</h2>")
+            gates = study_gates(records[study]["claims"])
+            if gates:
+                h.append("<table><tr><th>model</th><th>gate: measured (threshold)</th><th>met</th>"
+                         "<th>gate source</th></tr>")
+                h += [f"<tr><td>{esc(g['model'])}</td><td>{esc(g['gate'])}</td><td>{'yes' if g['met'] else 'no'}"
+                      f"</td><td>{esc(g['source'])}</td></tr>" for g in gates]
+                h.append("</table>")
             h += [f"<img src='{esc(study)}/{esc(fig)}' alt='{esc(fig)}'>" for fig in records[study].get("figures", [])]
     h.append("</body></html>")
     html_path = os.path.join(out, "report.html")

@@ -16,25 +16,34 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from jadv._io import atomic_write_json
+from jadv.studies.gates import apply_gates
 
-VERDICTS = ("reproduced", "not reproduced", "not run at this profile")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run at this profile")
 
 
 def claim(study: str, claim_id: str, text: str, *, measured: str, verdict: str | bool | None,
-          source: str, command: str = "") -> dict:
-    """One row of the claims table. ``verdict``: True/False/None or one of :data:`VERDICTS`."""
+          source: str, command: str = "", gates: Mapping[str, Mapping] | None = None,
+          models: Sequence[str] | None = None) -> dict:
+    """One row of the claims table. ``verdict``: True/False/None or one of :data:`VERDICTS`.
+
+    ``gates``: the gate records (:func:`jadv.studies.gates.check_gates`) of the trained models the
+    claim rests on, ``models`` their names (None: all of ``gates``); a model below its gate makes
+    a decided verdict "inconclusive" (:func:`jadv.studies.gates.apply_gates`). Leave ``gates``
+    None for analytic claims (closed forms, convex models), which need no gate.
+    """
     if isinstance(verdict, bool) or verdict is None or isinstance(verdict, np.bool_):
         verdict = {True: "reproduced", False: "not reproduced", None: "not run at this profile"}[
             None if verdict is None else bool(verdict)]
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    return {"study": study, "id": claim_id, "claim": text, "measured": measured, "verdict": verdict,
-            "source": source, "command": command}
+    record = {"study": study, "id": claim_id, "claim": text, "measured": measured, "verdict": verdict,
+              "source": source, "command": command}
+    return apply_gates(record, gates, models)
 
 
 def to_jsonable(obj: Any):

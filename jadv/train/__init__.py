@@ -7,8 +7,8 @@ from jadv.train.adversarial import craft, warmup_factor
 from jadv.train.awp import awp_direction
 from jadv.train.checkpoint import Checkpointer
 from jadv.train.config import PROFILES, base_config, check_profile
-from jadv.train.loop import (NonFiniteLossError, build_model, evaluate, evaluate_robust, load_splits,
-                             load_trained, resolve_config, train_and_evaluate)
+from jadv.train.loop import (NonFiniteLossError, build_model, evaluate, evaluate_robust, initial_variables,
+                             load_splits, load_trained, resolve_config, run_keys, train_and_evaluate)
 from jadv.train.model_fns import ModelFns, logits_fn_from_variables
 from jadv.train.objectives import (OBJECTIVES, Objective, accuracy, as_objective, cross_entropy,
                                    make_objective, mart_loss, register)
@@ -22,8 +22,8 @@ from jadv.train.sweeps import over_models, stacking_mode
 __all__ = [
     "over_models", "stacking_mode", "craft", "warmup_factor", "awp_direction",
     "Checkpointer", "PROFILES", "base_config", "check_profile",
-    "NonFiniteLossError", "build_model", "evaluate", "evaluate_robust", "load_splits", "load_trained",
-    "resolve_config", "train_and_evaluate",
+    "NonFiniteLossError", "build_model", "evaluate", "evaluate_robust", "initial_variables", "load_splits",
+    "load_trained", "resolve_config", "run_keys", "train_and_evaluate",
     "ModelFns", "logits_fn_from_variables",
     "OBJECTIVES", "Objective", "accuracy", "as_objective", "cross_entropy", "make_objective", "mart_loss",
     "register",

@@ -373,7 +373,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
     total_steps = int(config.num_steps) if config.num_steps else int(config.num_epochs) * steps_per_epoch
 
     root = jax.random.key(config.seed)
-    init_key, step_key, data_key = jax.random.split(root, 3)
+    init_key, step_key, data_key = run_keys(config.seed)
     eval_key = jax.random.fold_in(root, 7)
     state, schedule = create_state(config, model, train.images.shape[1:], total_steps, init_key, objective)
     ckpt = Checkpointer(workdir, keep=config.checkpoint.keep, best_metric=config.checkpoint.best_metric,
@@ -603,6 +603,24 @@ def _summarise(pending, step, steps_per_epoch, lr, rate) -> dict:
         if k != "finite":
             record[k] = float(np.mean([float(m[k]) for m in host]))
     return record
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(init_key, step_key, data_key)`` of a training run with this seed."""
+    return tuple(jax.random.split(jax.random.key(seed), 3))
+
+
+def initial_variables(workdir: str) -> dict:
+    """The variables a run in ``workdir`` started from (rebuilt from its config's seed, exactly
+    as :func:`train_and_evaluate` initialised them), ``{"params", "batch_stats"}``. Used to measure
+    how far a trained layer has moved from its initialisation (``jadv.studies.gates``)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no config.json in {workdir}: not a jadv training workdir")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    model = build_model(config)
+    return jmodels.init_variables(model, run_keys(int(config.seed))[0], (1, *config.input_shape))
 
 
 def load_trained(workdir: str, *, which: str = "latest") -> tuple[nn.Module, dict, ml_collections.ConfigDict]:
