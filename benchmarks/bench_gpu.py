@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jadv  # noqa: E402
 from bench_attacks import torch_apgd, torch_pgd  # noqa: E402
+from jadv.models.flops import forward_flops  # noqa: E402
 from jadv.train import TrainState, make_objective, make_train_step  # noqa: E402
 from tests.torch_reference_models import PreActResNet18, WideResNet  # noqa: E402
 
@@ -80,41 +81,6 @@ def matmul_peak(dtype, n: int = 8192, repeats: int = 10) -> float:
     f(a, b).block_until_ready()
     t = median_time(lambda: f(a, b).block_until_ready(), repeats)
     return 2 * n ** 3 / t / 1e12
-
-
-def _eqn_flops(eqn) -> float:
-    """Multiply-add FLOPs (2 per MAC) of one convolution or matrix product in a jaxpr."""
-    if eqn.primitive.name == "conv_general_dilated":
-        out = eqn.outvars[0].aval.shape
-        rhs = eqn.invars[1].aval.shape
-        spec = eqn.params["dimension_numbers"].rhs_spec   # (out feature, in feature, spatial...)
-        k = np.prod([rhs[i] for i in spec[1:]])            # in-features-per-group x kernel area
-        return 2.0 * np.prod(out) * k
-    if eqn.primitive.name == "dot_general":
-        (contract, _), _ = eqn.params["dimension_numbers"]
-        lhs = eqn.invars[0].aval.shape
-        return 2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[i] for i in contract])
-    return 0.0
-
-
-def _jaxpr_flops(jaxpr) -> float:
-    total = 0.0
-    for eqn in jaxpr.eqns:
-        total += _eqn_flops(eqn)
-        for param in eqn.params.values():      # bodies of pjit / remat / scan / cond (branches)
-            for p in (param if isinstance(param, (tuple, list)) else (param,)):
-                inner = getattr(p, "jaxpr", p)   # ClosedJaxpr -> Jaxpr
-                if hasattr(inner, "eqns") and hasattr(inner, "outvars"):
-                    total += _jaxpr_flops(inner)
-    return total
-
-
-def forward_flops(model, variables, shape) -> float:
-    """Model FLOPs of one forward pass per image: 2 x multiply-adds of every convolution and matrix
-    product, counted on the jaxpr (XLA's cost analysis misses convolutions that run as cuDNN
-    custom calls on GPUs, so it is not used)."""
-    jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, jnp.zeros(shape, jnp.float32))
-    return _jaxpr_flops(jaxpr.jaxpr) / shape[0]
 
 
 class _Autocast(torch.nn.Module):

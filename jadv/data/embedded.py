@@ -14,6 +14,9 @@ foreground and one background colour per image, uniform in {0..255}^3, drawn for
 images (in original order) from ``numpy.random.default_rng(20190417)``; pairs closer than 96 in
 Euclidean RGB distance are redrawn so every digit stays visible. Colour is independent of the
 label, so it is a nuisance a model should learn to ignore.
+
+``colored_mnist`` (:func:`colored_mnist`, loaded through ``jadv.data.load`` from the MNIST files):
+MNIST rendered the same way at 28x28, with a colour seed per split.
 """
 from __future__ import annotations
 
@@ -84,8 +87,9 @@ def _linear_upsample_matrix(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
-def _colours(n: int):
-    rng = np.random.default_rng(_COLOUR_SEED)
+def _colours(n: int, seed: int = _COLOUR_SEED):
+    """``n`` (foreground, background) RGB pairs ``[n, 3]`` each, at least 96 apart."""
+    rng = np.random.default_rng(seed)
     fg = rng.integers(0, 256, size=(n, 3)).astype(np.float64)
     bg = rng.integers(0, 256, size=(n, 3)).astype(np.float64)
     bad = np.linalg.norm(fg - bg, axis=1) < _MIN_COLOUR_DISTANCE
@@ -102,10 +106,31 @@ def _colored_all():
     values, labels = _digits_raw()
     m = _linear_upsample_matrix(8, 32)
     ink = np.einsum("ij,njk,lk->nil", m, values / 16.0, m)  # [N, 32, 32] in [0, 1]
-    fg, bg = _colours(values.shape[0])
+    return colorize(ink, _COLOUR_SEED), labels
+
+
+def colorize(ink: np.ndarray, seed: int) -> np.ndarray:
+    """Render ink ``[N, H, W]`` in [0, 1] as RGB ``ink * fg + (1 - ink) * bg`` with one random
+    foreground/background colour pair per image (:func:`_colours` with ``seed``); uint8
+    ``[N, H, W, 3]``."""
+    fg, bg = _colours(ink.shape[0], seed)
     rgb = ink[..., None] * fg[:, None, None, :] + (1.0 - ink[..., None]) * bg[:, None, None, :]
-    images = np.clip(np.floor(rgb + 0.5), 0, 255).astype(np.uint8)
-    return images, labels
+    return np.clip(np.floor(rgb + 0.5), 0, 255).astype(np.uint8)
+
+
+# colour seeds of colored_mnist's splits (any fixed pair; train and test get different colours)
+COLORED_MNIST_SEEDS = {"train": 20190417, "test": 20190418}
+
+
+def colored_mnist(mnist: Dataset) -> Dataset:
+    """``colored_mnist``: each MNIST digit (28x28, ink = pixel / 255) rendered as RGB with its own
+    random foreground/background colour pair (:func:`colorize`, seed per split in
+    :data:`COLORED_MNIST_SEEDS`; colours independent of the label). ``uint8 [N, 28, 28, 3]``. The
+    3-channel, 60,000-image counterpart of ``colored_digits`` for study 1, whose layer under study
+    needs RGB input."""
+    ink = mnist.images[..., 0].astype(np.float64) / 255.0
+    images = colorize(ink, COLORED_MNIST_SEEDS[mnist.split])
+    return Dataset(images, mnist.labels.copy(), mnist.class_names, "colored_mnist", mnist.split)
 
 
 def load_colored_digits(split: str) -> Dataset:

@@ -25,7 +25,9 @@ Search order, first hit wins (a file that is found but corrupt raises; it is not
 3. TensorFlow Datasets, when ``tensorflow_datasets`` is importable and the data is prepared
    (never downloads).
 
-``digits`` and ``colored_digits`` are built from the data inside scikit-learn (no files needed).
+``digits`` and ``colored_digits`` are built from the data inside scikit-learn (no files needed);
+``colored_mnist`` is MNIST (found as above) with a random colour pair per image
+(:func:`jadv.data.embedded.colored_mnist`).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from jadv.data import image_folder as _image_folder
 from jadv.data import tfds_source as _tfds
 from jadv.data.dataset import Dataset
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "colored_digits")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "colored_digits", "colored_mnist")
 SPLITS = ("train", "test")
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -143,7 +145,7 @@ def load(name: str, split: str, *, data_dir: str | None = None, cache_dir: str |
 
     Args:
       name: one of ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"cifar100"``, ``"digits"``,
-        ``"colored_digits"``.
+        ``"colored_digits"``, ``"colored_mnist"``.
       split: ``"train"`` or ``"test"``.
       data_dir: an extra data folder searched first (see the module doc for the search order).
       cache_dir: folder for decoded ``.npz`` caches and extracted archives (default env
@@ -151,7 +153,7 @@ def load(name: str, split: str, *, data_dir: str | None = None, cache_dir: str |
 
     Returns:
       :class:`Dataset`: ``images`` uint8 ``[N, H, W, C]`` (MNIST ``[N, 28, 28, 1]``, CIFAR
-      ``[N, 32, 32, 3]``, digits ``[N, 8, 8, 1]``, colored_digits ``[N, 32, 32, 3]``), ``labels``
+      ``[N, 32, 32, 3]``, digits ``[N, 8, 8, 1]``, colored_digits ``[N, 32, 32, 3]``, colored_mnist ``[N, 28, 28, 3]``), ``labels``
       int32 ``[N]``, ``class_names``.
 
     Raises:
@@ -167,6 +169,8 @@ def load(name: str, split: str, *, data_dir: str | None = None, cache_dir: str |
         return _embedded.load_digits(split)
     if name == "colored_digits":
         return _embedded.load_colored_digits(split)
+    if name == "colored_mnist":
+        return _embedded.colored_mnist(load("mnist", split, data_dir=data_dir, cache_dir=cache_dir))
     looked = []
     for root in data_roots(data_dir):
         if not os.path.isdir(root):

@@ -131,11 +131,13 @@ def apply_gates(claim_record: dict, gate_records: Mapping[str, Mapping] | None,
     rests on (None: all of them). ``gate_records=None`` marks an analytic claim (no gate). If any
     of those models missed its gate, a decided verdict becomes "inconclusive" and the shortfall
     is put in front of "measured"; "not run at this profile" stays. Adds ``claim["gates"]``:
-    "met", "missed" or "none needed", ``claim["gate_models"]`` (names) and ``claim["gate_records"]``
+    "met", "missed", "none needed" (analytic) or "not run" (no gates given for a claim not run),
+    ``claim["gate_models"]`` (names) and ``claim["gate_records"]``
     (their records, which the report lists per study). Returns the claim.
     """
     if gate_records is None:
-        claim_record.update(gates="none needed", gate_models=[], gate_records=[])
+        not_run = claim_record["verdict"] == "not run at this profile"
+        claim_record.update(gates="not run" if not_run else "none needed", gate_models=[], gate_records=[])
         return claim_record
     names = list(gate_records) if models is None else list(models)
     missing = [m for m in names if m not in gate_records]

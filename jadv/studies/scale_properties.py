@@ -10,10 +10,15 @@ Reproduces the directions of
   CVPR 2020 (arXiv:1911.09665): adversarial examples through an auxiliary BN do not cost (and may
   add) clean accuracy through the main BN.
 
+Every claim rests on trained models, so each is gated (:mod:`jadv.studies.gates`): an evaluation
+(a model, or one BN set of a dual-BN model) below its gate in ``config.gates`` makes the claims
+that read it "inconclusive".
+
 Public functions: :func:`run` (the whole study), :func:`claims` (the verdicts, pure),
 :func:`train_config` (the ``jadv.train`` config of one model), :func:`model_spec`,
 :func:`evaluation_labels`, :func:`evaluate_model` (clean, many-step PGD and AutoAttack accuracy of
-any model), :func:`summary_table`, :func:`depth_sweep`, :func:`plot_ratio`, :func:`plot_depth`.
+any model), :func:`summary_table`, :func:`depth_sweep`, :func:`gate_measurements`,
+:func:`gate_specs`, :func:`gate_records`, :func:`plot_ratio`, :func:`plot_depth`.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jadv.studies.common import batched, cached_part, claim, finish, monotone, train_model
+from jadv.studies.gates import check_gates, check_spec
 
 STUDY = "scale_properties"
 DUAL_BN_OBJECTIVES = ("mbn", "advprop")     # trained with two BN sets, evaluated through each
@@ -61,6 +67,12 @@ def train_config(config, name: str):
     cfg.update(config.models[name].to_dict())
     check_config(cfg)
     return cfg
+
+
+def training_configs(config) -> dict:
+    """``{name: jadv.train config}`` of every model of ``config.model_order`` (:func:`train_config`),
+    for cost estimates (:mod:`jadv.studies.cost`)."""
+    return {name: train_config(config, name) for name in config.model_order}
 
 
 def model_spec(train_cfg) -> dict:
@@ -157,6 +169,40 @@ def depth_sweep(config, rows: dict) -> dict:
             "clean": [rows[n]["clean"] for n in names], "robust": [rows[n]["robust"] for n in names]}
 
 
+# -- quality gates --------------------------------------------------------------------------------
+def gate_measurements(rows: dict) -> dict:
+    """``{label: {"clean", "robust"}}`` of every evaluation (:func:`summary_table` rows): what the
+    gates in ``config.gates`` are checked against. Saved with the results, so the claims can be
+    gated again with other thresholds (``--reclaim``)."""
+    return {label: {"clean": r["clean"], "robust": r["robust"]} for label, r in rows.items()}
+
+
+def gate_specs(config, labels=None) -> dict:
+    """``{label: gate}`` from ``config.gates`` for the evaluation ``labels`` (default: every
+    evaluation of the profile, :func:`evaluation_labels`), each checked by
+    :func:`jadv.studies.gates.check_spec`. ValueError naming the labels that have no gate."""
+    gates = config.get("gates")
+    gates = {} if gates is None else (gates.to_dict() if hasattr(gates, "to_dict") else dict(gates))
+    labels = [label for label, _, _ in evaluation_labels(config)] if labels is None else list(labels)
+    missing = [label for label in labels if label not in gates]
+    if missing:
+        raise ValueError(f"trained model(s) {missing} of profile {config.get('profile')!r} have no quality "
+                         "gate in config.gates (configs/scale_properties.py): every trained model needs "
+                         "one (jadv.studies.gates)")
+    for label in labels:
+        check_spec(gates[label], f"config.gates[{label!r}]")
+    return {label: gates[label] for label in labels}
+
+
+def gate_records(config, results: dict) -> dict:
+    """``{label: gate record}`` (:func:`jadv.studies.gates.check_gates`) of every evaluation in
+    ``results["table"]``, from ``results["gate_measurements"]`` (:func:`gate_measurements` of the
+    table for results saved without them) and ``config.gates``; pure."""
+    rows = results["table"]
+    measured = results.get("gate_measurements") or gate_measurements(rows)
+    return check_gates(gate_specs(config, list(rows)), measured)
+
+
 # -- figures --------------------------------------------------------------------------------------
 def _fig():
     from matplotlib.figure import Figure
@@ -212,10 +258,15 @@ def _command(config) -> str:
 
 def claims(config, results: dict) -> list[dict]:
     """The six verdicts (claims 3.1-3.6) from ``results`` (``results["table"]``, :func:`summary_table`
-    rows, and ``results["depth"]``, :func:`depth_sweep`); pure: no training, no files.
+    rows, ``results["depth"]``, :func:`depth_sweep`, and ``results["gate_measurements"]``); pure:
+    no training, no files.
 
-    A claim whose models are not in the table gets "not run at this profile". Reads
-    ``config.profile``, ``config.eval.pgd_steps`` (for the text) and ``config.near_zero``.
+    Each claim is gated (:func:`gate_records`) on the evaluations it reads: 3.1 r100, r50, r0; 3.2
+    mbn50/adv, r50; 3.3 mbn50/clean, mbn50/adv; 3.4 r0, r50, gn0, gn50; 3.5 the depth models; 3.6
+    advprop/clean, advprop/adv, r100. One below its gate makes the verdict "inconclusive". A claim
+    whose models are not in the table gets "not run at this profile" (gated on those that are).
+    Reads ``config.profile``, ``config.eval.pgd_steps`` (for the text), ``config.near_zero`` and
+    ``config.gates``.
     """
     rows, depth = results["table"], results["depth"]
     rob = {k: r["robust"] for k, r in rows.items()}
@@ -223,6 +274,7 @@ def claims(config, results: dict) -> list[dict]:
     pgd_name = f"PGD-{config.eval.pgd_steps}"
     near_zero = float(config.near_zero)
     cmd = _command(config)
+    gates = gate_records(config, results)
 
     def aa(label):
         v = rows[label].get("autoattack")
@@ -231,14 +283,15 @@ def claims(config, results: dict) -> list[dict]:
     out = []
 
     def add(cid, text, needed, measure, verdict):
-        """A claim, or verdict None when a model it needs is not part of this profile."""
+        """A claim gated on the evaluations ``needed``, or verdict None when one of them is not part
+        of this profile."""
         missing = [m for m in needed if m not in rows]
+        kw = {"source": SOURCES[cid], "command": cmd, "gates": gates, "models": [m for m in needed if m in rows]}
         if missing:
             out.append(claim(STUDY, cid, text, measured=f"models {missing} are not trained at profile "
-                             f"{config.profile!r}", verdict=None, source=SOURCES[cid], command=cmd))
+                             f"{config.profile!r}", verdict=None, **kw))
         else:
-            out.append(claim(STUDY, cid, text, measured=measure(), verdict=verdict(), source=SOURCES[cid],
-                             command=cmd))
+            out.append(claim(STUDY, cid, text, measured=measure(), verdict=verdict(), **kw))
 
     bn = ["r100", "r50", "r0"]
     add("3.1", "shared BN: robust accuracy rises as the clean share of the training batches falls (100% -> 50% -> 0%)",
@@ -300,7 +353,8 @@ def run(config, workdir: str) -> dict:
     as the clean share falls (3.1); MBN-adv beats shared BN at the 50% mix (3.2); MBN-clean has
     higher clean accuracy but near-zero robustness (3.3); GN shrinks the ratio effect (3.4);
     robustness rises with depth (3.5); AdvProp's main-BN clean accuracy is >= standard training's
-    (3.6). A claim whose models are not trained at the profile is "not run at this profile".
+    (3.6). A claim whose models are not trained at the profile is "not run at this profile"; one
+    whose models miss their quality gates (``config.gates``, :func:`gate_records`) is "inconclusive".
 
     Args:
       config: ``configs/scale_properties.py:get_config(profile)``. Fields: ``profile``; ``seed``;
@@ -310,16 +364,20 @@ def run(config, workdir: str) -> dict:
         ``train``) and ``model_order`` (the models trained, in order); ``depth_models`` (the depth
         sweep); ``eval.pgd_steps``, ``eval.pgd_examples``, ``eval.autoattack_models``,
         ``eval.autoattack_examples``, ``eval.batch_size``, ``eval.progress``; ``near_zero`` (the
-        PGD accuracy below which robustness counts as near zero, claim 3.3).
+        PGD accuracy below which robustness counts as near zero, claim 3.3); ``gates`` (the quality
+        gate of every evaluation label, :mod:`jadv.studies.gates`; a trained model without one is a
+        ValueError before anything is trained).
       workdir: output folder. Writes ``models/<name>/`` (training runs; resumable, reused when
         finished), ``parts/eval_<label>.json`` (one per evaluation, cached: a rerun skips it),
         ``robust_vs_clean_share.png``, ``depth.png``, ``results.json`` (``results``: ``models``
         (per evaluation: ``bn_set``, ``clean_accuracy``, ``pgd``, ``autoattack``, ``train``,
-        ``spec``), ``table`` (:func:`summary_table`), ``depth`` (:func:`depth_sweep`) and ``alp``
-        when trained) and ``claims.json``.
+        ``spec``), ``table`` (:func:`summary_table`), ``depth`` (:func:`depth_sweep`),
+        ``gate_measurements`` (:func:`gate_measurements`) and ``alp`` when trained) and
+        ``claims.json`` (each claim with its gate records).
     """
     from jadv import data as jdata
 
+    gate_specs(config)
     os.makedirs(workdir, exist_ok=True)
     dataset = config.train.dataset
     test = jdata.load(dataset, "test", data_dir=config.data_dir)
@@ -349,7 +407,8 @@ def run(config, workdir: str) -> dict:
         evals[label]["spec"] = model_spec(tcfg)
 
     rows = summary_table(evals)
-    results = {"models": evals, "table": rows, "depth": depth_sweep(config, rows)}
+    results = {"models": evals, "table": rows, "depth": depth_sweep(config, rows),
+               "gate_measurements": gate_measurements(rows)}
     if "alp" in rows:
         results["alp"] = {"clean": rows["alp"]["clean"], "robust": rows["alp"]["robust"],
                           "note": "reported only (no claim)"}

@@ -19,11 +19,15 @@ The measurements a researcher can call on their own models:
   sketch/colour);
 * :func:`pgd_robust_accuracy`: PGD robust accuracy at given radii (:func:`jadv.attacks.pgd`);
 * :func:`analyse_model`: all of the above for one trained Flax model;
-* :func:`summary_table`, :func:`spearman_correlations`, :func:`near_chance` over several models;
+* :func:`gate_measures`: a model's clean and robust accuracy and how far its conv1 kernel moved
+  from its initialisation (:func:`jadv.studies.gates.init_cosine`), what its quality gate checks;
+* :func:`summary_table`, :func:`spearman_correlations` over several models;
 * :func:`plot_accuracy_kept`: the accuracy-kept bar chart.
 
 :func:`run` trains the models and measures; :func:`claims` turns the measured ``results`` into
-verdicts (a pure function). The config is ``configs/sketchy_channels.py:get_config(profile)``.
+verdicts (a pure function), each gated on the models it rests on (:func:`gate_records`; a model
+below its gate ``config.gates["<dataset>/<model>"]`` makes the claim "inconclusive"). The config is
+``configs/sketchy_channels.py:get_config(profile)``.
 """
 from __future__ import annotations
 
@@ -39,10 +43,11 @@ from jadv.analysis import (channel_distance_histogram, channel_distances, graysc
                            near_equal_share, sketch_images)
 from jadv.attacks import pgd
 from jadv.studies.common import batched, cached_part, claim, finish, train_model
+from jadv.studies.gates import check_gates, check_spec, init_cosine
 
-__all__ = ["STUDY", "VARIANTS", "NUM_CLASSES", "CHANCE_FACTOR", "training_config", "conv1_channel_stats",
-           "image_variants", "variant_accuracy", "pgd_robust_accuracy", "analyse_model", "summary_table",
-           "spearman_correlations", "near_chance", "plot_accuracy_kept", "claims", "run"]
+__all__ = ["training_configs", "STUDY", "VARIANTS", "training_config", "gate_specs", "conv1_channel_stats", "image_variants",
+           "variant_accuracy", "pgd_robust_accuracy", "analyse_model", "gate_measures", "summary_table",
+           "spearman_correlations", "gate_records", "plot_accuracy_kept", "claims", "run"]
 
 STUDY = "sketchy_channels"
 SOURCE = ("Kaur, Cohen & Lipton, \"Investigating the Sketchy Effects of Adversarial Training\" (poster; no "
@@ -51,11 +56,6 @@ SOURCE = ("Kaur, Cohen & Lipton, \"Investigating the Sketchy Effects of Adversar
 SKETCH_SOURCE = (" (grey/sketch test: hypothesis from the poster's title and its ref. [3], ImageNet-Sketch: "
                  "Wang, Ge, Lipton & Xing, NeurIPS 2019, arXiv:1905.13549)")
 VARIANTS = ("colour", "grey", "sketch")
-# Both colour datasets of the study have 10 classes. A model whose colour accuracy is at most
-# CHANCE_FACTOR x chance has not learnt the task: "accuracy kept" is then ~1 by construction
-# (chance in, chance out), so the grey/sketch claims are not tested on it.
-NUM_CLASSES = {"colored_digits": 10, "cifar10": 10}
-CHANCE_FACTOR = 2.0
 
 
 def _command(profile) -> str:
@@ -92,6 +92,30 @@ def training_config(config, dataset: str, name: str):
         c.objective.update(eps=eps, step_size=2.5 * eps / int(c.objective.steps))
     check_config(c)
     return c
+
+
+def training_configs(config) -> dict:
+    """``{"<dataset>/<model>": jadv.train config}`` of every model this profile trains
+    (:func:`training_config`), for cost estimates (:mod:`jadv.studies.cost`)."""
+    return {f"{d}/{m}": training_config(config, d, m) for d in config.datasets for m in config.model_order}
+
+
+def gate_specs(config, dataset: str) -> dict:
+    """``{"<dataset>/<model>": gate}`` of the models of ``config.model_order`` on ``dataset``, from
+    ``config.gates`` (:mod:`jadv.studies.gates`); ValueError if a model has no gate or a gate is
+    malformed (:func:`jadv.studies.gates.check_spec`)."""
+    gates = config.get("gates") or {}
+    specs = {}
+    for m in config.model_order:
+        name = f"{dataset}/{m}"
+        if name not in gates:
+            raise ValueError(f"model {name!r} has no quality gate in config.gates of profile "
+                             f"{config.profile!r} (configs/sketchy_channels.py); every trained model needs one")
+        spec = gates[name]
+        spec = dict(spec.to_dict() if hasattr(spec, "to_dict") else spec)
+        check_spec(spec, f"config.gates[{name!r}]")
+        specs[name] = spec
+    return specs
 
 
 # -- measurements -------------------------------------------------------------------------------
@@ -227,6 +251,24 @@ def analyse_model(model, variables, variants: dict, y, *, key, radii: dict, thre
     return out
 
 
+def gate_measures(analysis: dict, objective, kernel_init) -> dict:
+    """What the quality gate of one analysed model checks (:mod:`jadv.studies.gates`).
+
+    Args:
+      analysis: :func:`analyse_model` of the model (``accuracy``, ``robust``, ``kernel``).
+      objective: its training objective (``name``, and ``norm`` for PGD-AT), a dict or ConfigDict.
+      kernel_init: conv1's kernel at initialisation ``[3, 3, 3, C_out]``
+        (:func:`jadv.train.initial_variables` of the training run).
+    Returns: ``{"clean": colour test accuracy, "robust": PGD robust accuracy at the training norm
+      and radius (None for a standard model), "init_cosine": cosine of conv1 with its initialisation}``.
+    """
+    robust = None
+    if objective["name"] != "standard":
+        robust = analysis["robust"][objective["norm"]]["robust_accuracy"]
+    return {"clean": float(analysis["accuracy"]["colour"]), "robust": None if robust is None else float(robust),
+            "init_cosine": init_cosine(analysis["kernel"], kernel_init)}
+
+
 def summary_table(per_model: dict) -> list[dict]:
     """One row per model of ``{name: analyse_model(...) + "objective"}``: objective, near-equal
     shares, median relative distance, accuracies, accuracy kept and robust accuracies."""
@@ -261,10 +303,25 @@ def spearman_correlations(table: list[dict]) -> dict:
             for v in ("kept_grey", "kept_sketch")}
 
 
-def near_chance(per_model: dict, dataset: str) -> dict:
-    """``{model: colour accuracy}`` of the models within CHANCE_FACTOR x chance on ``dataset``."""
-    limit = CHANCE_FACTOR / NUM_CLASSES[dataset]
-    return {n: r["accuracy"]["colour"] for n, r in per_model.items() if r["accuracy"]["colour"] <= limit}
+def _without(record: dict, metric: str) -> dict:
+    """A gate record without its ``metric`` check (met again over the rest)."""
+    checks = [c for c in record["checks"] if c["metric"] != metric]
+    return dict(record, checks=checks, met=all(c["ok"] for c in checks))
+
+
+def gate_records(config, dataset: str, per_model: dict) -> tuple[dict, dict]:
+    """The quality gates of the models of one dataset, checked on their saved measurements.
+
+    ``per_model[m]["gate_measured"]`` (:func:`gate_measures`) against ``config.gates["<d>/<m>"]``
+    (:func:`gate_specs`); a model without measurements fails as "not measured". Returns
+    ``(weights, accuracy)``, each ``{"<d>/<m>": record}``: ``weights`` checks the whole gate (clean,
+    robust, conv1 moved from its initialisation), for the claims about conv1's weights;
+    ``accuracy`` leaves out the init_cosine check, for the claims about accuracies.
+    """
+    specs = gate_specs(config, dataset)
+    measured = {f"{dataset}/{m}": r.get("gate_measured") or {} for m, r in per_model.items()}
+    weights = check_gates(specs, measured)
+    return weights, {m: _without(r, "init_cosine") for m, r in weights.items()}
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -301,7 +358,7 @@ def _dataset_claims(config, dataset, per_model, corr, cmd):
     objective = {n: config.models[n].objective.name for n in per_model}
     vanilla = [n for n in per_model if objective[n] == "standard"]
     adv = [n for n in per_model if objective[n] != "standard"]
-    degenerate = near_chance(per_model, dataset)
+    weights, accuracy = gate_records(config, dataset, per_model)
     out = []
     for tag in ("raw", "relative"):
         counts = {n: per_model[n][f"near_equal_{tag}"]["count"] for n in per_model}
@@ -314,33 +371,27 @@ def _dataset_claims(config, dataset, per_model, corr, cmd):
             measured="count < thr of " + ", ".join(f"{n} {counts[n]}/{per_model[n][f'near_equal_{tag}']['n']}"
                                                    for n in per_model)
                      + "; min distance " + ", ".join(f"{n} {mins[n]}" for n in per_model),
-            verdict=ok, source=SOURCE, command=cmd))
+            verdict=ok, source=SOURCE, command=cmd, gates=weights))
     for v in ("grey", "sketch"):
         kept = {n: per_model[n]["kept"][v] for n in per_model}
         ok = all(kept[a] > kept[b] for a in adv for b in vanilla)
         measured = ", ".join(f"{n} {per_model[n]['accuracy'][v]:.3f}/{per_model[n]['accuracy']['colour']:.3f}"
                              f" = {kept[n]:.3f}" for n in per_model)
-        if degenerate:
-            measured += ("; not tested: " + ", ".join(f"{n} (colour accuracy {a:.3f})" for n, a in degenerate.items())
-                         + f" at most {CHANCE_FACTOR:g}x chance, so its accuracy kept is ~1 by construction")
         out.append(claim(
             STUDY, f"1.2-{v}-{dataset}",
             f"{dataset}: adversarially trained models keep more of their accuracy on {v} inputs than the vanilla model",
-            measured=measured, verdict=None if degenerate else ok, source=SOURCE + SKETCH_SOURCE, command=cmd))
+            measured=measured, verdict=ok, source=SOURCE + SKETCH_SOURCE, command=cmd, gates=accuracy))
     sp = {k: (None if v is None else round(v, 3)) for k, v in corr.items()}
-    measured = f"Spearman over {len(per_model)} models: {sp} (None: undefined, a constant column)"
-    if degenerate:
-        measured += "; not tested: " + ", ".join(degenerate) + " near chance (see the grey/sketch rows)"
     out.append(claim(
         STUDY, f"1.3-{dataset}",
         f"{dataset}: across the models, the share of near-equal channel pairs correlates positively with the "
         "accuracy kept on grey-scale and sketch inputs (Spearman, exploratory)",
-        measured=measured,
-        verdict=(None if degenerate or any(v is None for v in corr.values())
+        measured=f"Spearman over {len(per_model)} models: {sp} (None: undefined, a constant column)",
+        verdict=(None if any(v is None for v in corr.values())
                  else all(v > 0 for k, v in corr.items() if k.startswith("near_equal"))),
         source=SOURCE + "; the relation (near-equal channels = luminance filters that ignore colour) is this "
                         "reproduction's hypothesis" + SKETCH_SOURCE,
-        command=cmd))
+        command=cmd, gates=accuracy))
     return out
 
 
@@ -355,16 +406,21 @@ def claims(config, results: dict) -> list[dict]:
     ``results.json``); pure: no training, no file access.
 
     For each dataset of ``config.all_datasets`` with results (``results[d]["models"][m]`` holding
-    ``accuracy``, ``kept``, ``near_equal_raw``, ``near_equal_relative``; ``results[d]["spearman"]``),
-    with the models' objectives read from ``config.models``:
+    ``accuracy``, ``kept``, ``near_equal_raw``, ``near_equal_relative``, ``gate_measured``;
+    ``results[d]["spearman"]``), with the models' objectives read from ``config.models``:
 
     * ``1.1-raw-<d>``, ``1.1-relative-<d>``: reproduced when every AT model has at least one raw
       (relative) distance below ``config.threshold`` and the vanilla model none;
     * ``1.2-grey-<d>``, ``1.2-sketch-<d>``: reproduced when every AT model keeps a larger share of
-      its colour accuracy on grey (sketch) inputs than the vanilla model; not run when a model is
-      within ``CHANCE_FACTOR`` x chance (:func:`near_chance`);
+      its colour accuracy on grey (sketch) inputs than the vanilla model;
     * ``1.3-<d>``: reproduced when the Spearman correlations of the near-equal shares with the
-      accuracy kept are all positive; not run when one is undefined or a model is near chance.
+      accuracy kept are all positive; not run when one is undefined.
+
+    Every claim rests on the three models of its dataset (:func:`gate_records`): 1.1 on their whole
+    gates (clean and robust accuracy, and conv1 moved from its initialisation: a layer still at
+    its random start shows nothing about what training does to it), 1.2 and 1.3 on their accuracy
+    gates (a model that has not learnt the task keeps ~all of its chance-level accuracy on any
+    input). A model below its gate makes a decided claim "inconclusive".
 
     A dataset without results gets four "not run at this profile" rows (1.1-raw, 1.1-relative,
     1.2-grey, 1.2-sketch).
@@ -415,12 +471,15 @@ def _dataset(config, dataset: str, workdir: str, key):
             res["train"] = {k: v for k, v in train_res.items() if not isinstance(v, dict)}
             res["objective"] = mc.objective.to_dict()
             res["filter_metrics"] = _layer_table(variables)
+            res["gate_measured"] = gate_measures(res, res["objective"], _initial_conv1(model_dir(name)))
             return res
 
-        per_model[name] = cached_part(workdir, f"{dataset}_{name}", compute)
-        if "filter_metrics" not in per_model[name]:     # a part cached before they were added
+        per_model[name] = part = cached_part(workdir, f"{dataset}_{name}", compute)
+        if "filter_metrics" not in part:     # a part cached before they were added
             _, variables, _ = train_model(training_config(config, dataset, name), model_dir(name))
-            per_model[name]["filter_metrics"] = _layer_table(variables)
+            part["filter_metrics"] = _layer_table(variables)
+        if "gate_measured" not in part:
+            part["gate_measured"] = gate_measures(part, part["objective"], _initial_conv1(model_dir(name)))
     names = list(per_model)
     table = summary_table(per_model)
     corr = spearman_correlations(table)
@@ -434,6 +493,13 @@ def _dataset(config, dataset: str, workdir: str, key):
         plot_accuracy_kept(per_model, os.path.join(workdir, f"{dataset}_accuracy_kept.png"),
                            title=f"{dataset}: accuracy kept on grey-scale / sketch inputs")]
     return results, figures
+
+
+def _initial_conv1(model_dir: str):
+    """conv1's kernel at the initialisation of the training run in ``model_dir``."""
+    from jadv.train import initial_variables
+
+    return np.asarray(initial_variables(model_dir)["params"]["conv1"]["kernel"])
 
 
 def _layer_table(variables) -> list[dict]:
@@ -483,7 +549,9 @@ def run(config, workdir: str) -> dict:
     * PGD robust accuracy (Linf and L2 at the training radii) on the first
       ``config.robust_examples`` test images, to show that the AT models are robust at all;
     * Gavrikov & Keuper's per-layer filter metrics (CVPR-W 2022, arXiv:2204.02481), in
-      ``results[d]["filter_metrics"]``.
+      ``results[d]["filter_metrics"]``;
+    * what its quality gate checks (:func:`gate_measures`): clean accuracy, PGD robust accuracy at
+      its own training norm and radius, and the cosine of conv1 with its initialisation.
 
     Across the models: a table and Spearman correlations of the near-equal shares with the accuracy
     kept. The verdicts come from :func:`claims`.
@@ -494,16 +562,19 @@ def run(config, workdir: str) -> dict:
         ``jadv.train`` recipe), ``models.<m>`` (per-model overrides, the objective), ``model_order``;
         ``data.<d>.train`` (per-dataset overrides: sizes, epochs, augmentation) and
         ``data.<d>.eps.{linf,l2}`` (training and evaluation radii); ``threshold``, ``bin_width``,
-        ``eval_batch_size``, ``robust_examples``, ``eval_steps`` (PGD steps of the evaluation).
+        ``eval_batch_size``, ``robust_examples``, ``eval_steps`` (PGD steps of the evaluation);
+        ``gates["<d>/<m>"]``: each model's quality gate (:func:`gate_specs`; checked before training).
       workdir: output folder. Written: ``models/<d>/<m>/`` (the training runs, reused when
         finished), ``parts/<d>_<m>.json`` (the per-model analysis, reused on a rerun),
         ``results.json``, ``claims.json`` and per dataset ``<d>_channel_distances.png``,
         ``<d>_conv1_filters.png``, ``<d>_accuracy_kept.png``.
     Returns: the record ``{"study", "results", "claims", "figures"}``; ``results[d]`` holds
       ``models`` (per model: distances, histograms, near-equal counts, accuracies, kept, robust,
-      train metrics, objective), ``table``, ``spearman`` and ``filter_metrics``.
+      train metrics, objective, ``gate_measured``), ``table``, ``spearman`` and ``filter_metrics``.
     """
     _check_datasets(config)
+    for dataset in config.datasets:
+        gate_specs(config, dataset)
     os.makedirs(workdir, exist_ok=True)
     key = jax.random.key(int(config.seed))
     results, figures = {}, []

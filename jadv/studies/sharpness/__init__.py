@@ -7,7 +7,9 @@ Perturbation Helps Robust Generalization" (AWP, NeurIPS 2020): AWP flattens the 
 landscape and shrinks the robust generalisation gap.
 
 ``run(config, workdir)`` runs the study; ``claims(config, results)`` derives its verdicts again
-from saved results. The measurements are public functions for one's own models:
+from saved results (the network claims are decided only on networks that met their quality
+gates, ``config.gates``; :mod:`jadv.studies.gates`). The measurements are public functions for
+one's own models:
 
 * :func:`logistic_sharpness` (with :func:`toy_data`, :func:`binary_features`): exact and
   fixed-x_adv Hessians of adversarial logistic regression at the minimiser, for an eps grid;
@@ -32,9 +34,9 @@ from jadv.studies.common import cached_part, finish, to_jsonable, train_model
 from jadv.studies.sharpness.measure import (adversarial_hessian, adversarial_spectral_density, binary_features,
                                             clean_and_robust_accuracy, landscape_curves, local_curvature,
                                             logistic_sharpness, pgd_attack, toy_data)
-from jadv.studies.sharpness.verdicts import STUDY, claims, model_tag
+from jadv.studies.sharpness.verdicts import STUDY, check_config_gates, claims, gate_name, model_tag
 
-__all__ = ["run", "claims", "training_config", "model_tag", "toy_data", "binary_features",
+__all__ = ["training_configs", "run", "claims", "training_config", "model_tag", "gate_name", "toy_data", "binary_features",
            "logistic_sharpness", "pgd_attack", "adversarial_hessian", "adversarial_spectral_density",
            "landscape_curves", "local_curvature", "clean_and_robust_accuracy"]
 
@@ -62,12 +64,16 @@ def run(config, workdir: str) -> dict:
     accuracy on training and test images, i.e. the robust generalisation gap
     (:func:`clean_and_robust_accuracy`); and the SLQ spectral density of the largest-eps model.
 
-    Claims (see :func:`claims`): 5.1, 5.1b, 5.3, 5.4 per logistic dataset; 5.5 and 5.6 for the
-    networks (not run at the ``smoke`` profile, whose networks train 3 steps).
+    Claims (see :func:`claims`): 5.1, 5.1b, 5.3, 5.4 per logistic dataset (analytic: no gate);
+    5.5 and 5.6 for the networks, each network gated (``config.gates[gate_name(eps, objective)]``,
+    :mod:`jadv.studies.gates`) on its clean test accuracy and, for eps > 0, its PGD test accuracy
+    at the training eps (``test_clean_acc``, ``test_robust_acc`` of its row); a network below its
+    gate makes the claims resting on it "inconclusive" (so at ``smoke``, 3 training steps).
 
     Args:
       config: ``configs/sharpness.py:get_config(profile)``, profile smoke / small / medium /
         paper; its docstring lists the fields. ``config.data_dir``: raw data for MNIST/CIFAR-10.
+        ``config.gates``: a gate for every network (checked first: ValueError if one is missing).
       workdir: output directory. Resumable: each finished part is cached in
         ``workdir/parts/<name>.json`` and each network's training run in ``workdir/models/<tag>``,
         so a rerun redoes only what is missing.
@@ -85,6 +91,7 @@ def run(config, workdir: str) -> dict:
     """
     from jadv.studies.sharpness import plots
 
+    check_config_gates(config)
     os.makedirs(workdir, exist_ok=True)
     results, figures = {}, []
     lc = config.logistic
@@ -134,6 +141,15 @@ def training_config(ncfg, eps: float, objective: str, data_dir=None):
         if objective == "awp":
             c.objective.update(awp_inner="pgd_at", awp_gamma=float(ncfg.awp_gamma), awp_warmup_epochs=0.0)
     return c
+
+
+def training_configs(config) -> dict:
+    """``{model tag: jadv.train config}`` of every network of the study (the eps grid and AWP), for
+    :mod:`jadv.studies.cost`."""
+    from jadv.studies.sharpness.verdicts import model_tag
+
+    ncfg = config.network
+    return {model_tag(eps, obj): training_config(ncfg, eps, obj, config.data_dir) for eps, obj in _runs(ncfg)}
 
 
 def _runs(ncfg) -> list[tuple[float, str]]:

@@ -10,7 +10,10 @@ verdicts again. The measurement functions work on any data and models:
 * :func:`train_many`, :func:`evaluate_many`: M small networks PGD-trained (each its own eps_train,
   training-set size and seed) and evaluated under PGD in one program each;
 * :func:`theorem_2_1_sweep`, :func:`theory_measurements`, :func:`binary_measurements`,
-  :func:`sweep_measurements`, :func:`saliency_measurements`: the four parts of the study.
+  :func:`sweep_measurements`, :func:`saliency_measurements`: the four parts of the study;
+* :func:`sweep_model_name`, :func:`gated_sweep_models`, :func:`sweep_gate_measurements`,
+  :func:`gate_specs`, :func:`gate_records`: the quality gates of the sweep networks
+  (:mod:`jadv.studies.gates`).
 """
 from __future__ import annotations
 
@@ -19,18 +22,20 @@ import time
 
 from jadv.studies.common import cached_part, finish
 from jadv.studies.tradeoff.linear import binary_5_vs_7, binary_measurements, linear_accuracies, train_linear_many
-from jadv.studies.tradeoff.sweeps import (SALIENCY_FIGURES, SWEEP_RECIPE_FIELDS, evaluate_many, load_sweep_params,
-                                          plot_sweeps, saliency_measurements, sweep_data, sweep_grid,
-                                          sweep_measurements, sweep_pgd, sweep_recipe, sweep_table, train_many)
+from jadv.studies.tradeoff.sweeps import (SALIENCY_FIGURES, SWEEP_RECIPE_FIELDS, evaluate_many, gated_sweep_models,
+                                          load_sweep_params, plot_sweeps, saliency_measurements, sweep_data,
+                                          sweep_gate_measurements, sweep_grid, sweep_measurements, sweep_model_name,
+                                          sweep_pgd, sweep_recipe, sweep_table, train_many)
 from jadv.studies.tradeoff.theory import theorem_2_1_sweep, theory_measurements
-from jadv.studies.tradeoff.verdicts import PAPER, STUDY, claims
+from jadv.studies.tradeoff.verdicts import PAPER, STUDY, claims, gate_records, gate_specs
 
-__all__ = ["run", "claims", "STUDY", "PAPER", "FIGURES",
+__all__ = ["training_configs", "run", "claims", "STUDY", "PAPER", "FIGURES",
            "train_linear_many", "linear_accuracies", "binary_5_vs_7", "binary_measurements",
            "theorem_2_1_sweep", "theory_measurements",
            "SWEEP_RECIPE_FIELDS", "sweep_recipe", "sweep_pgd", "train_many", "evaluate_many", "sweep_data",
            "sweep_grid", "sweep_measurements", "load_sweep_params", "sweep_table", "plot_sweeps",
-           "saliency_measurements"]
+           "saliency_measurements", "sweep_model_name", "gated_sweep_models", "sweep_gate_measurements",
+           "gate_specs", "gate_records"]
 
 FIGURES = ("binary_weight_maps.png", "binary_corr_vs_weight.png", "binary_top_k.png", "accuracy_vs_size.png",
            "accuracy_vs_eps.png") + SALIENCY_FIGURES
@@ -55,6 +60,40 @@ def _binary_figures(bi: dict, workdir: str) -> list[str]:
                           os.path.join(workdir, "binary_top_k.png"),
                           title=f"top-k correlated pixels, robust at eps {tk['eps_test']:g}"),
     ]
+
+
+def _check_gates(config) -> None:
+    """ValueError, before any training, unless ``config.gates`` states a well-formed gate for
+    every gated sweep model of ``config`` (:func:`gated_sweep_models`)."""
+    from jadv import data as jdata
+
+    n_train = len(jdata.load(config.sweep.train.dataset, "train", data_dir=config.data_dir).labels)
+    rows = {norm: sweep_grid(config.sweep.sizes, config.sweep.eps[norm], n_train, config.seed, proxy=norm == "linf")
+            for norm in ("linf", "l2")}
+    gate_specs(config, gated_sweep_models(rows, config.seed))
+
+
+def training_configs(config) -> dict:
+    """One ``jadv.train`` config per sweep network (``config.sweep.train`` at its eps_train and norm;
+    eps 0 = standard), ``{"<norm>/eps<e>/n<size>": config}``, for cost estimates
+    (:mod:`jadv.studies.cost`). The sweep trains them side by side in one program per norm
+    (:func:`jadv.studies.tradeoff.sweeps.train_many`), so timing them one by one gives an upper
+    bound. The linear models of parts 1-2 are not listed (seconds)."""
+    from jadv.studies.tradeoff.sweeps import sweep_grid
+
+    out = {}
+    for norm in ("linf", "l2"):
+        for size, eps, seed in sweep_grid(config.sweep.sizes, config.sweep.eps[norm], 60000 if
+                                          config.sweep.train.dataset == "mnist" else 1438, config.seed,
+                                          proxy=norm == "linf"):
+            c = config.sweep.train.copy_and_resolve_references()
+            c.update(seed=int(seed), train_size=int(size), data_dir=config.data_dir)
+            if eps > 0:
+                c.objective.update(eps=float(eps), norm=norm)
+            else:
+                c.objective.name = "standard"
+            out[f"{norm}/eps{eps:g}/n{size}/s{seed}"] = c
+    return out
 
 
 def run(config, workdir: str) -> dict:
@@ -91,16 +130,22 @@ def run(config, workdir: str) -> dict:
 
     ``config.seed`` seeds everything; ``config.data_dir`` is where MNIST is read (None:
     ``$JADV_DATA_DIR``, then ``../shared/data``); ``config.profile`` names the command in the
-    claims.
+    claims. ``config.gates`` (``{model: gate}``, :mod:`jadv.studies.gates`) states the quality
+    gate of every full-training-set sweep model and the proxy (names :func:`sweep_model_name`);
+    they are checked before any training (ValueError if one is missing or malformed), and the
+    claims on those models are "inconclusive" when one misses its gate (:func:`claims`).
 
     Writes into ``workdir``: ``results.json`` (the record), ``claims.json``, the figures
     :data:`FIGURES`, and ``parts/`` (the cached parts and the sweeps' stacked parameters,
     ``sweep_<norm>_params.npz``).
 
     Returns the record ``{"study", "results", "claims", "figures"}``; ``results`` has ``theory``,
-    ``binary`` (without the per-pixel correlation), ``sweeps`` (``linf``, ``l2``), ``saliency``
-    and ``wall_time_s_this_call`` (seconds per part; ~0 for a part read from the cache).
+    ``binary`` (without the per-pixel correlation), ``sweeps`` (``linf``, ``l2``), ``saliency``,
+    ``gate_measurements`` (``{model: {"clean", "robust"}}`` of the gated sweep models,
+    :func:`sweep_gate_measurements`) and ``wall_time_s_this_call`` (seconds per part; ~0 for a
+    part read from the cache).
     """
+    _check_gates(config)
     os.makedirs(os.path.join(workdir, "parts"), exist_ok=True)
     timings = {}
 
@@ -118,6 +163,7 @@ def run(config, workdir: str) -> dict:
     sweeps = {norm: part(f"sweep_{norm}", lambda norm=norm: sweep_measurements(config, norm, workdir))
               for norm in ("linf", "l2")}
     results["sweeps"] = sweeps
+    results["gate_measurements"] = sweep_gate_measurements(sweeps, config.seed)
     figures += plot_sweeps(sweeps, config.seed, os.path.join(workdir, "accuracy_vs_size.png"),
                            os.path.join(workdir, "accuracy_vs_eps.png"), config.sweep.train.dataset)
     results["saliency"] = part("saliency", lambda: saliency_measurements(config, workdir, sweeps))

@@ -33,8 +33,8 @@ from jadv.train.config import FREE_FORM, base_config, check_config  # noqa: E402
 from jadv.viz.images import plot_interpolation, plot_large_eps_grid, plot_saliency_grid  # noqa: E402
 
 __all__ = ["SWEEP_RECIPE_FIELDS", "sweep_recipe", "sweep_pgd", "train_many", "evaluate_many", "sweep_data",
-           "sweep_grid", "sweep_measurements", "load_sweep_params", "sweep_table", "plot_sweeps",
-           "saliency_measurements", "SALIENCY_FIGURES"]
+           "sweep_grid", "sweep_model_name", "gated_sweep_models", "sweep_gate_measurements", "sweep_measurements",
+           "load_sweep_params", "sweep_table", "plot_sweeps", "saliency_measurements", "SALIENCY_FIGURES"]
 
 # the fields of config.sweep.train (a jadv.train.config.base_config()) that the sweeps read; every
 # other field must keep its base_config() value (the seed is config.seed, the data dir
@@ -100,7 +100,7 @@ def sweep_pgd(logits_fn, x, y, *, key, eps, norm: str, steps: int):
 
 
 def train_many(model, x_all, y_all, order, sizes, eps, seeds, *, norm: str, steps: int, batch_size: int,
-               optimizer, attack_steps: int):
+               optimizer, attack_steps: int, eps_warmup_steps: int = 0):
     """Train M models as one program, model m PGD-trained at radius ``eps[m]`` (0 = standard) on
     minibatches drawn with replacement from ``order[:sizes[m]]`` (nested training sets).
 
@@ -112,6 +112,8 @@ def train_many(model, x_all, y_all, order, sizes, eps, seeds, *, norm: str, step
       norm: "linf" or "l2" (every model of one call). steps: optimizer steps per model.
       batch_size: minibatch size. optimizer: an optax transformation (e.g. from
       :func:`jadv.train.make_optimizer`). attack_steps: steps of the training PGD (:func:`sweep_pgd`).
+      eps_warmup_steps: the training radius ramps linearly from eps / W to eps over the first W
+      steps (0: eps from the start), as ``objective.eps_warmup_epochs`` does in ``jadv.train``.
 
     Returns:
       ``(params, losses)``: the stacked parameters (leading axis M) and the ``[M, steps]``
@@ -129,7 +131,8 @@ def train_many(model, x_all, y_all, order, sizes, eps, seeds, *, norm: str, step
             kb, ka = jax.random.split(kt)
             idx = order[jax.random.randint(kb, (batch_size,), 0, n)]
             xb, yb = x_all[idx], y_all[idx]
-            xa = sweep_pgd(lambda z: model.apply({"params": p}, z), xb, yb, key=ka, eps=e, norm=norm,
+            e_t = e if eps_warmup_steps <= 0 else e * jnp.minimum(1.0, (t + 1) / eps_warmup_steps)
+            xa = sweep_pgd(lambda z: model.apply({"params": p}, z), xb, yb, key=ka, eps=e_t, norm=norm,
                            steps=attack_steps)
             loss, g = jax.value_and_grad(lambda q: jnp.mean(cross_entropy(model.apply({"params": q}, xa), yb)))(p)
             upd, st = optimizer.update(g, st, p)
@@ -190,6 +193,43 @@ def sweep_grid(sizes, eps, n_train: int, seed: int, proxy: bool) -> list[tuple]:
     return rows
 
 
+def sweep_model_name(norm: str, eps: float, size: int, *, proxy: bool = False) -> str:
+    """The name of one sweep model in the study's gates and reports: ``"linf/eps0p1/n1438"``
+    (norm, eps_train with its decimal point written "p", since config keys take no dots, and
+    training-set size); the L-inf proxy standard model (seed + 1000) is ``"linf/eps0/n1438/proxy"``."""
+    name = f"{norm}/eps{float(eps):g}".replace(".", "p") + f"/n{int(size)}"
+    return name + "/proxy" if proxy else name
+
+
+def gated_sweep_models(rows_by_norm: dict, seed: int) -> list[str]:
+    """The names of the sweep models that carry a quality gate: every full-training-set model
+    (the largest size of its norm's grid) and the proxy. The smaller-size models are the measured
+    curve of claim 2.16 and have no gate of their own.
+
+    ``rows_by_norm``: ``{norm: [(size, eps, seed), ...]}`` (:func:`sweep_grid`); ``seed``: the
+    main seed (a row with another seed is the proxy)."""
+    names = []
+    for norm, rows in rows_by_norm.items():
+        full = max(s for s, _, _ in rows)
+        names += [sweep_model_name(norm, e, s, proxy=sd != seed) for s, e, sd in rows if s == full]
+    return names
+
+
+def sweep_gate_measurements(sweeps: dict, seed: int) -> dict:
+    """``{name: {"clean": standard accuracy, "robust": PGD accuracy at eps_train}}`` of the gated
+    sweep models (:func:`gated_sweep_models`; "robust" for eps_train > 0 only), from the results
+    of :func:`sweep_measurements` per norm (``sweeps = {norm: result}``)."""
+    out = {}
+    for norm, sw in sweeps.items():
+        rows = list(zip(sw["sizes"], sw["eps"], sw["seeds"]))
+        gated = set(gated_sweep_models({norm: rows}, seed))
+        for (s, e, sd), a, r in zip(rows, sw["standard_accuracy"], sw["robust_accuracy"]):
+            name = sweep_model_name(norm, e, s, proxy=sd != seed)
+            if name in gated:
+                out[name] = {"clean": float(a), **({"robust": float(r)} if e > 0 else {})}
+    return out
+
+
 def _params_path(workdir, norm):
     return os.path.join(workdir, "parts", f"sweep_{norm}_params.npz")
 
@@ -222,7 +262,8 @@ def sweep_measurements(config, norm: str, workdir: str) -> dict:
     t0 = time.time()
     params, losses = train_many(model, xtr, ytr, order, sizes, eps, seeds, norm=norm, steps=recipe["steps"],
                                 batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
-                                attack_steps=recipe["attack_steps"])
+                                attack_steps=recipe["attack_steps"],
+                                eps_warmup_steps=int(config.sweep.get("eps_warmup_steps", 0) or 0))
     jax.block_until_ready(params)
     t_train = time.time() - t0
     std, rob = evaluate_many(model, params, xte, yte, eps, norm=norm, steps=scfg.eval_attack_steps,

@@ -1,4 +1,11 @@
-"""The verdicts of study 2: a pure function of the measured results (no training, no files)."""
+"""The verdicts of study 2: a pure function of the measured results and of the config's gates
+(no training, no files).
+
+The claims on the sweep networks (2.15-2.17b) are gated (:mod:`jadv.studies.gates`): each rests on
+full-training-set models whose clean (and, for eps_train > 0, PGD) accuracy must reach the gate
+stated in ``config.gates``; a model below it makes the claim "inconclusive". The theory claims
+(closed forms) and the 5-vs-7 linear models (convex logistic models) need no gate.
+"""
 from __future__ import annotations
 
 import math
@@ -6,9 +13,10 @@ import math
 import numpy as np
 
 from jadv.studies.common import claim, monotone
-from jadv.studies.tradeoff.sweeps import sweep_table
+from jadv.studies.gates import check_gates, check_spec
+from jadv.studies.tradeoff.sweeps import sweep_gate_measurements, sweep_model_name, sweep_table
 
-__all__ = ["STUDY", "PAPER", "claims"]
+__all__ = ["STUDY", "PAPER", "claims", "gate_specs", "gate_records"]
 
 STUDY = "tradeoff"
 PAPER = ("Tsipras, Santurkar, Engstrom, Turner & Madry 2019, \"Robustness May Be at Odds with Accuracy\", "
@@ -16,6 +24,33 @@ PAPER = ("Tsipras, Santurkar, Engstrom, Turner & Madry 2019, \"Robustness May Be
 # The figure numbers of the empirical claims are those of arXiv:1805.12152v5 as the library
 # cites them (jadv.analysis.saliency, jadv.analysis.large_eps); the theorems and eq. (3) are
 # checked against the paper's statements.
+
+
+def gate_specs(config, models=()) -> dict:
+    """The gates of ``config.gates`` as ``{model: spec dict}``, each checked with
+    :func:`jadv.studies.gates.check_spec`; ValueError if one of ``models`` (names of trained models,
+    :func:`~jadv.studies.tradeoff.gated_sweep_models`) has no gate."""
+    gates = config.get("gates")
+    if gates is None:
+        raise ValueError("config.gates is missing: configs/tradeoff.py states a gate for every full-training-set "
+                         "sweep model and the proxy")
+    specs = {}
+    for name, spec in gates.items():
+        specs[name] = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+        check_spec(specs[name], f"config.gates[{name!r}]")
+    missing = [m for m in models if m not in specs]
+    if missing:
+        raise ValueError(f"trained model(s) {missing} have no gate in config.gates (configs/tradeoff.py); gates are "
+                         f"stated for {sorted(specs)}: a changed sweep grid (sizes, eps) needs its own gates")
+    return specs
+
+
+def gate_records(config, results: dict) -> dict:
+    """``{model: gate record}`` (:func:`jadv.studies.gates.check_gates`) of the gated sweep models,
+    from ``results["gate_measurements"]`` (or, for results saved without them, the sweeps)."""
+    measured = results.get("gate_measurements") or sweep_gate_measurements(results["sweeps"], config.seed)
+    specs = gate_specs(config, list(measured))
+    return check_gates({m: specs[m] for m in measured}, measured)
 
 
 def _theory_claims(th: dict, cmd: str) -> list[dict]:
@@ -94,10 +129,12 @@ def _binary_claim(bi: dict, cmd: str) -> dict:
         command=cmd)
 
 
-def _sweep_claims(sweeps: dict, seed: int, dataset: str, cmd: str) -> list[dict]:
-    ok15, meas15, ok16, meas16 = [], [], [], []
+def _sweep_claims(sweeps: dict, seed: int, dataset: str, cmd: str, gates: dict) -> list[dict]:
+    ok15, meas15, ok16, meas16, on15, on16 = [], [], [], [], [], []
     for norm, s in sweeps.items():
         sizes, eps, acc, rob = sweep_table(s, seed)
+        on15 += [sweep_model_name(norm, e, sizes[-1]) for e in eps]
+        on16 += [sweep_model_name(norm, e, sizes[-1]) for e in (eps[0], eps[-1])]
         tol = math.sqrt(0.25 / s["n_test"])      # one standard error of an accuracy near 1/2 (upper bound)
         ok15.append(monotone(acc[:, -1], increasing=False, tol=tol))
         meas15.append(f"{norm}: eps {eps} -> standard acc {np.round(acc[:, -1], 4).tolist()}, PGD acc "
@@ -116,16 +153,27 @@ def _sweep_claims(sweeps: dict, seed: int, dataset: str, cmd: str) -> list[dict]
               verdict=all(ok15),
               source=f"{PAPER}: abstract (robust training can reduce standard accuracy) and the standard "
               "accuracies of its MNIST, CIFAR-10 and Restricted ImageNet models at several eps_train (table "
-              "number not checked against the PDF)", command=cmd),
+              "number not checked against the PDF)", command=cmd, gates=gates, models=on15),
         claim(STUDY, f"2.16-{dataset}", "the standard-minus-AT gap in standard accuracy grows with the "
               "training-set size (largest n vs smallest n; it may be <= 0 at the smallest n)" + note,
               measured="; ".join(meas16), verdict=all(ok16),
               source=f"{PAPER}: Fig. 1, standard accuracy against training-set size for eps_train 0 and > 0 "
-              "(figure number recalled, not checked against the PDF)", command=cmd),
+              "(figure number recalled, not checked against the PDF)", command=cmd, gates=gates, models=on16),
     ]
 
 
-def _saliency_claims(sal: dict, dataset: str, cmd: str) -> list[dict]:
+def _saliency_models(config, sweeps: dict) -> dict:
+    """The gate names of the models of part 4: the full-size standard model, the L-inf and L2 AT
+    models at the saliency radii, and the proxy."""
+    full = {norm: max(sw["sizes"]) for norm, sw in sweeps.items()}
+    sal = config.saliency
+    return {"standard": sweep_model_name("linf", 0.0, full["linf"]),
+            "linf": sweep_model_name("linf", sal.linf_eps, full["linf"]),
+            "l2": sweep_model_name("l2", sal.l2_eps, full["l2"]),
+            "proxy": sweep_model_name("linf", 0.0, full["linf"], proxy=True)}
+
+
+def _saliency_claims(sal: dict, dataset: str, cmd: str, gates: dict, on: dict) -> list[dict]:
     al = sal["alignment_mean"]
     at_keys = [k for k in al if k != "standard"]
     r = sal["large_eps"]["rates"]
@@ -137,7 +185,8 @@ def _saliency_claims(sal: dict, dataset: str, cmd: str) -> list[dict]:
                        + f" (n={sal['n']} test images)",
               verdict=all(al[k] > al["standard"] for k in at_keys),
               source=f"{PAPER}: Fig. 2, loss gradients with respect to the input pixels (the edge-alignment "
-              "number is jadv's measure of the figure's visual claim)", command=cmd),
+              "number is jadv's measure of the figure's visual claim)", command=cmd, gates=gates,
+              models=[on["standard"], on["linf"], on["l2"]]),
         claim(STUDY, f"2.17b-{dataset}", "large-eps (L2) targeted examples of the AT model carry target-class "
               "features: a proxy standard model (another seed) predicts the target more often for the AT model's "
               "examples than for the standard model's",
@@ -146,7 +195,8 @@ def _saliency_claims(sal: dict, dataset: str, cmd: str) -> list[dict]:
                        + f" (eps {sal['large_eps']['eps']:g}, n={sal['large_eps']['n']})",
               verdict=bool(r[l2k]["proxy_target_rate"] > r["standard"]["proxy_target_rate"]),
               source=f"{PAPER}: Fig. 4, large-eps adversarial examples and interpolations (the proxy-classifier "
-              "rate is jadv's measure of the figure's visual claim)", command=cmd),
+              "rate is jadv's measure of the figure's visual claim)", command=cmd, gates=gates,
+              models=[on["standard"], on["l2"], on["proxy"]]),
     ]
 
 
@@ -170,9 +220,17 @@ def claims(config, results: dict) -> list[dict]:
     * 2.17-<dataset>: every AT model's mean edge alignment > the standard model's;
     * 2.17b-<dataset>: the proxy's target rate on the L2-AT model's large-eps examples > on the
       standard model's.
+
+    Gates (``config.gates``, :func:`gate_records`): 2.15 rests on every full-size model of both
+    norms, 2.16 on the full-size models of the smallest and largest eps_train of each norm, 2.17
+    on the full-size standard, L-inf-AT (``saliency.linf_eps``) and L2-AT (``saliency.l2_eps``)
+    models, 2.17b on the standard and L2-AT models and the proxy; a model below its gate makes
+    the claim "inconclusive". 2.11-2.14 are analytic ("none needed"). ValueError if a gated
+    model has no gate in ``config.gates``.
     """
     cmd = f"python experiments/tradeoff.py --config configs/tradeoff.py:{config.profile}"
     dataset = config.sweep.train.dataset
+    gates = gate_records(config, results)
     return (_theory_claims(results["theory"], cmd) + [_binary_claim(results["binary"], cmd)]
-            + _sweep_claims(results["sweeps"], config.seed, dataset, cmd)
-            + _saliency_claims(results["saliency"], dataset, cmd))
+            + _sweep_claims(results["sweeps"], config.seed, dataset, cmd, gates)
+            + _saliency_claims(results["saliency"], dataset, cmd, gates, _saliency_models(config, results["sweeps"])))

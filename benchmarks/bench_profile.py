@@ -1,0 +1,111 @@
+"""Where a study profile's time goes: every training run, its steps, measured rate and time.
+
+    python benchmarks/bench_profile.py --profile medium --data_dir ../shared/data --json out.json
+    python benchmarks/bench_profile.py --profile paper --flops-only --json paper.json
+
+For each study of ``experiments/reproduce.py`` and each model it trains at that profile
+(``jadv.studies.<study>.training_configs``), this times the train step on this machine with the
+real loop (``jadv.studies.cost.measure_rate``: a few steps after compilation) and multiplies by
+the run's optimizer steps. Runs with the same recipe and shapes are timed once. ``--flops-only``
+skips the timing and gives each run's model FLOPs (``jadv.studies.cost.train_flops``), from
+which a device's time follows as FLOPs / (MFU x peak); ``--mfu`` and ``--peak_tflops`` turn them
+into an estimate (defaults: the 40% MFU and 691 TFLOP/s bf16 peak measured on an H100 for
+PreActResNet-18 PGD-AT, BENCHMARKS.md; small models reach a lower MFU, see ``--small_mfu``).
+Evaluation and analysis time (attacks, Hessians) is not in these numbers: the report's per-study
+wall times hold it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from jadv.studies import cost  # noqa: E402
+
+STUDIES = ("sketchy_channels", "tradeoff", "scale_properties", "filter_lens", "sharpness")
+
+
+def load_config(study: str, profile: str, data_dir: str | None):
+    spec = importlib.util.spec_from_file_location(f"_cfg_{study}", os.path.join(ROOT, "configs", f"{study}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    config = mod.get_config(profile)
+    if data_dir is not None:
+        config.data_dir = data_dir
+    return config
+
+
+def recipe_key(cfg) -> str:
+    """Runs that differ only in what does not change the step's cost are timed once."""
+    d = cfg.to_dict()
+    for k in ("seed", "num_epochs", "num_steps", "train_size", "test_size", "val_size", "robust_eval",
+              "eval_every_epochs", "log_every_steps", "checkpoint", "early_stop"):
+        d.pop(k, None)
+    obj = dict(d.get("objective", {}))
+    for k in ("eps", "eps_warmup_epochs", "step_size"):
+        obj.pop(k, None)
+    d["objective"] = obj
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="medium")
+    p.add_argument("--studies", default=",".join(STUDIES))
+    p.add_argument("--data_dir", default=None)
+    p.add_argument("--steps", type=int, default=12, help="steps timed per distinct recipe")
+    p.add_argument("--flops-only", action="store_true", help="count FLOPs instead of timing")
+    p.add_argument("--mfu", type=float, default=0.40)
+    p.add_argument("--small_mfu", type=float, default=0.10,
+                   help="MFU assumed for models under 0.2 GFLOP per forward (not measured)")
+    p.add_argument("--peak_tflops", type=float, default=691.0)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    rows, timed = [], {}
+    for study in args.studies.split(","):
+        config = load_config(study, args.profile, args.data_dir)
+        runs = importlib.import_module(f"jadv.studies.{study}").training_configs(config)
+        for name, cfg in runs.items():
+            steps = cost.total_steps(cfg)
+            row = {"study": study, "model": name, "model_name": cfg.model.name,
+                   "objective": cfg.objective.name, "dataset": cfg.dataset, "batch": int(cfg.batch_size),
+                   "steps": steps}
+            if args.flops_only:
+                fwd = cost.model_forward_flops(cfg)
+                flops = cost.train_flops(cfg, fwd)
+                mfu = args.small_mfu if fwd < 0.2e9 else args.mfu
+                row.update(forward_gflop=fwd / 1e9, train_pflop=flops / 1e15, mfu=mfu,
+                           est_s=flops / (mfu * args.peak_tflops * 1e12))
+            else:
+                key = recipe_key(cfg)
+                if key not in timed:
+                    t = time.perf_counter()
+                    timed[key] = cost.measure_rate(cfg, steps=args.steps)
+                    timed[key]["timing_wall_s"] = time.perf_counter() - t
+                rate = timed[key]["steps_per_sec"]
+                row.update(steps_per_sec=rate, est_s=steps / rate)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    by_study = {}
+    for r in rows:
+        by_study[r["study"]] = by_study.get(r["study"], 0.0) + r["est_s"]
+    total = sum(by_study.values())
+    print("\n| study | models | training time (estimated) |\n|---|---|---|")
+    for s, t in by_study.items():
+        print(f"| {s} | {sum(r['study'] == s for r in rows)} | {t / 60:.1f} min |")
+    print(f"| all | {len(rows)} | {total / 3600:.2f} h |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"profile": args.profile, "flops_only": args.flops_only, "rows": rows,
+                       "by_study_s": by_study, "total_s": total, "load_average": os.getloadavg()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

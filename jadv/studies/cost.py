@@ -1,0 +1,139 @@
+"""What a study profile costs: its training runs, their measured step rates, and the time they add up to.
+
+Each study exposes ``training_configs(config) -> {name: jadv.train config}``: every model it trains
+at that profile, with the config ``train_and_evaluate`` gets (tradeoff's vmapped sweeps are listed
+as one config per model, which the sweep trains side by side).
+
+* :func:`total_steps`: the optimizer steps of one run (``num_steps`` or epochs x steps per epoch).
+* :func:`measure_rate`: steps/s of a run on this machine, timed with the real training loop for a
+  few steps after compilation (data pipeline, attack and update included).
+* :func:`forwards_per_image`: forward-pass equivalents per image of one train step of an
+  objective (an attack step = 2: forward + input gradient; the update = 3: forward, input and
+  weight gradients), the unit of :func:`train_flops`, which estimates a run's model FLOPs for
+  devices this machine cannot time (the paper profile on a GPU): time = FLOPs / (MFU x peak).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Mapping
+
+import ml_collections
+
+
+def _train_size(cfg) -> int:
+    """Training examples a run iterates over (its subset size, or the dataset's train split)."""
+    if cfg.get("train_size") is not None:
+        n = int(cfg.train_size)
+    else:
+        from jadv import data as jdata
+        n = len(jdata.load(cfg.dataset, "train", data_dir=cfg.get("data_dir")))
+    return n - int(cfg.get("val_size") or 0)
+
+
+def total_steps(cfg, train_size: int | None = None) -> int:
+    """Optimizer steps of a run: ``num_steps`` if set, else epochs x (train examples // batch)."""
+    if cfg.get("num_steps"):
+        return int(cfg.num_steps)
+    n = _train_size(cfg) if train_size is None else int(train_size)
+    return int(cfg.num_epochs) * (n // int(cfg.batch_size))
+
+
+def forwards_per_image(objective: Mapping) -> float:
+    """Forward-pass equivalents per training image of one step of ``objective`` (a config dict).
+
+    standard 3; PGD-AT with k steps 2k + 3; FGSM-RS 5; TRADES / MART 2k + 7 (clean target logits,
+    the attack, an update through clean and adversarial forwards); ALP and AdvProp 2k + 6 (update
+    through both forwards); ratio / MBN with clean share r: 2k(1 - r) + 3; AWP around PGD-AT: one
+    more forward/backward for the weight perturbation (2k + 6); Free-AT m replays: 3 per replay.
+    """
+    name = objective.get("name", "standard")
+    k = int(objective.get("steps") or 10)
+    if name == "standard":
+        return 3.0
+    if name == "fgsm_rs":
+        return 5.0
+    if name == "pgd_at":
+        return 2.0 * k + 3.0
+    if name in ("trades", "mart"):
+        return 2.0 * k + 7.0
+    if name in ("alp", "advprop"):
+        return 2.0 * k + 6.0
+    if name in ("ratio", "mbn"):
+        r = float(objective.get("ratio", 0.5))
+        return 2.0 * k * (1.0 - r) + 3.0
+    if name in ("awp", "trades_awp"):
+        return 2.0 * k + 6.0 + (4.0 if name == "trades_awp" else 0.0)
+    if name == "free_at":
+        return 3.0
+    raise ValueError(f"no forward count for objective {name!r}")
+
+
+def train_flops(cfg, forward_flops_per_image: float, train_size: int | None = None) -> float:
+    """Model FLOPs of a whole run: steps x batch x forwards per image x forward FLOPs."""
+    return (total_steps(cfg, train_size) * int(cfg.batch_size) * forwards_per_image(cfg.objective)
+            * float(forward_flops_per_image))
+
+
+def model_forward_flops(cfg) -> float:
+    """Forward FLOPs per image of a run's model (built as the loop builds it)."""
+    import jax
+
+    from jadv import models as jmodels
+    from jadv.models.flops import forward_flops
+    from jadv.train import build_model
+
+    c = ml_collections.ConfigDict(cfg.to_dict())
+    shape = tuple(c.get("input_shape") or _input_shape(c))
+    with c.unlocked():
+        c.num_classes = c.get("num_classes") or 10
+        c.model.mean = c.model.mean or (0.5,) * shape[-1]
+        c.model.std = c.model.std or (0.25,) * shape[-1]
+    model = build_model(c)
+    variables = jmodels.init_variables(model, jax.random.key(0), (1, *shape))
+    return forward_flops(model, variables, (2, *shape))
+
+
+_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "colored_mnist": (28, 28, 3),
+           "cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "digits": (8, 8, 1), "colored_digits": (32, 32, 3)}
+
+
+def _input_shape(cfg) -> tuple:
+    if cfg.dataset not in _SHAPES:
+        raise ValueError(f"no input shape known for dataset {cfg.dataset!r}")
+    return _SHAPES[cfg.dataset]
+
+
+def measure_rate(cfg, *, steps: int = 12, log_every: int = 4) -> dict:
+    """Time a run's train step on this machine with the real loop.
+
+    Trains ``steps`` steps of ``cfg`` (evaluation and checkpoints off) in a temporary folder and
+    returns ``{"steps_per_sec", "compile_and_first_s"}``: the rate is the loop's own measurement
+    over the steps after the first logged window (which holds compilation).
+    """
+    from jadv.train import train_and_evaluate
+
+    c = ml_collections.ConfigDict(cfg.to_dict())
+    with c.unlocked():
+        c.num_steps = max(int(steps), 2 * log_every + 1)
+        c.log_every_steps = log_every
+        c.eval_every_epochs = 10 ** 6
+        c.robust_eval.enabled = False
+        c.checkpoint.every_steps = 10 ** 9
+        if "early_stop" in c:
+            c.early_stop.enabled = False
+        if c.get("test_size") is None or int(c.test_size) > 64:
+            c.test_size = 64
+    with tempfile.TemporaryDirectory() as w:
+        t = time.perf_counter()
+        train_and_evaluate(c, w, stop_after_steps=int(c.num_steps))
+        wall = time.perf_counter() - t
+        with open(os.path.join(w, "metrics.jsonl")) as f:
+            rates = [json.loads(line).get("steps_per_sec") for line in f if '"kind": "train"' in line]
+    rates = [r for r in rates if r]
+    steady = rates[1:] or rates
+    rate = float(sum(steady) / len(steady)) if steady else math.nan
+    return {"steps_per_sec": rate, "compile_and_first_s": wall - (c.num_steps - log_every) / rate}
