@@ -126,24 +126,40 @@ def test_evaluate_imported_workdir(both, load_repo_module, tmp_path):
 
 def test_filter_lens_on_imported_pair(both, load_repo_module, tmp_path):
     from jadv.studies import filter_lens as study
+    from jadv.studies.gates import gate_spec
     config = load_repo_module("configs/filter_lens.py", "jadv_config_filter_lens_for_import").get_config("smoke")
     config.pair_workdirs = (f"standard:{both['std'][1]}", f"robust:{both['rob'][1]}")
     config.import_workdirs = (f"robust:{both['rob'][1]}",)
+    config.gates["imported/wd_robust"] = gate_spec(clean=0.0, source="converted random-weight checkpoint: "
+                                                   "initialisation unknown, so no init cosine gate")
     wd = str(tmp_path / "lens")
     record = study.run(config, wd)
     assert not os.path.exists(os.path.join(wd, "models"))           # nothing was trained
     res = record["results"]
+    test = jadv.data.load("colored_digits", "test")
+    n = config.train.test_size
+    x, y = np.asarray(jadv.data.to_float(test.images[:n])), test.labels[:n]
     for kind, key in (("standard", "std"), ("robust", "rob")):
         layers = res["models"][kind]["layers"]
         assert len(layers) == 7                      # WRN-10-1: conv1 + 3 blocks x 2 3x3 convs (+ 2 1x1 shortcuts)
         assert res["models"][kind]["train"]["workdir"] == os.path.abspath(both[key][1])
+        # gates: the study's own clean accuracy of the PyTorch model; a converted checkpoint has no init
+        ev = res["models"][kind]["evaluation"]
+        assert ev["dataset"] == "colored_digits" and ev["n_clean"] == n
+        torch_acc = float(np.mean(_torch_logits(both[key][0], x).argmax(1) == y))
+        assert ev["clean_accuracy"] == pytest.approx(torch_acc, abs=1e-9)
+        assert res["models"][kind]["init_cosine"]["layers"] is None
+        assert res["gate_measurements"][kind]["init_cosine"] is None
         # the measured first layer is the PyTorch conv1 (OIHW -> HWIO)
         sd = both[key][0].state_dict()
         direct = study.depth_metrics(jadv.models.from_torch(sd, "wide_resnet").variables["params"])
         for metric in ("sparsity", "variance_entropy", "orthogonality", "n_filters"):
             assert layers[0][metric] == pytest.approx(direct["layers"][0][metric], rel=1e-6, abs=1e-9)
     assert [c["id"] for c in record["claims"]] == ["4.1", "4.2", "4.3", "4.4"]
+    for c in record["claims"]:                   # the smoke gates ask for an init cosine: not measured
+        assert c["verdict"] == "inconclusive" and "cos(layer, init) not measured" in c["measured"]
     assert res["imported"][0]["by_depth"] == res["models"]["robust"]["by_depth"]
+    assert study.gate_records(config, res)["imported/wd_robust"]["met"]
     for fig in record["figures"]:
         assert open(os.path.join(wd, fig), "rb").read(4) == b"\x89PNG"
     with pytest.raises(ValueError, match="needs both kinds"):

@@ -1,6 +1,7 @@
 """Study 3 (scale properties, jadv.studies.scale_properties): the verdict rules of every claim on
-hand-made results, the config's training configs, the per-model evaluation against a linear
-model's exact worst case, and a smoke run through the library API."""
+hand-made results, the quality gates of the claims' models, the config's training configs and
+gates, the per-model evaluation against a linear model's exact worst case, and a smoke run through
+the library API."""
 import copy
 import json
 import os
@@ -25,38 +26,52 @@ def _row(clean, robust, kind="ratio", norm="batch", ratio=None, depth=20, bn_set
 
 
 def _results():
-    """Results of the paper profile's models in which every claim holds."""
+    """Results of the paper profile's models in which every claim holds and every model meets its
+    paper-profile gate (``configs/scale_properties.py``)."""
     table = {
-        "r100": _row(0.80, 0.05, ratio=1.0),
-        "r50": _row(0.70, 0.20, ratio=0.5, autoattack=0.15),
-        "r0": _row(0.60, 0.30, ratio=0.0, autoattack=0.25),
-        "mbn50/clean": _row(0.75, 0.05, kind="mbn", norm="dual_batch", ratio=0.5),
-        "mbn50/adv": _row(0.65, 0.32, kind="mbn", norm="dual_batch", ratio=0.5, bn_set="adv", autoattack=0.27),
-        "gn50": _row(0.55, 0.25, norm="group", ratio=0.5),
-        "gn0": _row(0.50, 0.28, norm="group", ratio=0.0),
-        "alp": _row(0.60, 0.28, kind="alp"),
-        "advprop/clean": _row(0.82, 0.10, kind="advprop", norm="dual_batch"),
-        "advprop/adv": _row(0.70, 0.25, kind="advprop", norm="dual_batch", bn_set="adv"),
-        "d56": _row(0.62, 0.32, depth=56, ratio=0.0),
-        "d110": _row(0.63, 0.35, depth=110, ratio=0.0),
+        "r100": _row(0.92, 0.02, ratio=1.0),
+        "r50": _row(0.85, 0.35, ratio=0.5, autoattack=0.30),
+        "r0": _row(0.80, 0.45, ratio=0.0, autoattack=0.40),
+        "mbn50/clean": _row(0.88, 0.05, kind="mbn", norm="dual_batch", ratio=0.5),
+        "mbn50/adv": _row(0.82, 0.47, kind="mbn", norm="dual_batch", ratio=0.5, bn_set="adv", autoattack=0.42),
+        "gn50": _row(0.78, 0.38, norm="group", ratio=0.5),
+        "gn0": _row(0.75, 0.42, norm="group", ratio=0.0),
+        "alp": _row(0.82, 0.38, kind="alp"),
+        "advprop/clean": _row(0.93, 0.10, kind="advprop", norm="dual_batch"),
+        "advprop/adv": _row(0.85, 0.40, kind="advprop", norm="dual_batch", bn_set="adv"),
+        "d56": _row(0.82, 0.47, depth=56, ratio=0.0),
+        "d110": _row(0.83, 0.50, depth=110, ratio=0.0),
     }
-    depth = {"models": ["r0", "d56", "d110"], "depths": [20, 56, 110], "clean": [0.60, 0.62, 0.63],
-             "robust": [0.30, 0.32, 0.35]}
-    return {"table": table, "depth": depth}
+    depth = {"models": ["r0", "d56", "d110"], "depths": [20, 56, 110], "clean": [0.80, 0.82, 0.83],
+             "robust": [0.45, 0.47, 0.50]}
+    return {"table": table, "depth": depth, "gate_measurements": sp.gate_measurements(table)}
 
 
-def _verdicts(config, results):
-    out = sp.claims(config, json.loads(json.dumps(results)))      # what a saved results.json gives
+def _claims(config, results):
+    """``{id: claim}`` from the results as a saved results.json gives them."""
+    out = sp.claims(config, json.loads(json.dumps(results)))
     assert [c["id"] for c in out] == CLAIM_IDS
     for c in out:
         assert c["study"] == "scale_properties" and c["claim"] and c["measured"]
         assert "arXiv:" in c["source"] and "analysis-methods" not in c["source"]
-        assert c["command"] == "python experiments/scale_properties.py --config configs/scale_properties.py:paper"
-    return {c["id"]: c["verdict"] for c in out}
+        assert c["command"] == ("python experiments/scale_properties.py --config "
+                                f"configs/scale_properties.py:{config.profile}")
+        assert c["gates"] in ("met", "missed")                  # every claim rests on trained models
+        assert [r["model"] for r in c["gate_records"]] == c["gate_models"]
+    return {c["id"]: c for c in out}
+
+
+def _verdicts(config, results):
+    """``{id: verdict}``; every claim's models met their gates."""
+    out = _claims(config, results)
+    assert {c["gates"] for c in out.values()} == {"met"}, {k: c["gates"] for k, c in out.items()}
+    return {k: c["verdict"] for k, c in out.items()}
 
 
 def _set(results, label, **fields):
+    """``results`` with the table row ``label`` changed, and its gate measurements with it."""
     results["table"][label].update(fields)
+    results["gate_measurements"] = sp.gate_measurements(results["table"])
     return results
 
 
@@ -66,16 +81,18 @@ def test_claims_all_reproduced(config_module):
 
 
 # each case: (claim id, how the results change) -> that claim alone is "not reproduced"
+# every model stays above its gate, so the verdict rules decide
 NOT_REPRODUCED = {
-    "3.1 not monotone": ("3.1", lambda r: _set(r, "r100", robust=0.25)),
-    "3.1 no rise": ("3.1", lambda r: _set(_set(_set(r, "r0", robust=0.20), "r100", robust=0.20), "gn0", robust=0.21)),
-    "3.2": ("3.2", lambda r: _set(r, "mbn50/adv", robust=0.19)),
-    "3.3 clean lower": ("3.3", lambda r: _set(r, "mbn50/clean", clean=0.60)),
+    "3.1 not monotone": ("3.1", lambda r: _set(r, "r100", robust=0.40)),
+    "3.1 no rise": ("3.1", lambda r: _set(_set(_set(_set(r, "r0", robust=0.36), "r50", robust=0.36), "r100",
+                                                    robust=0.36), "gn0", robust=0.37)),
+    "3.2": ("3.2", lambda r: _set(r, "mbn50/adv", robust=0.34)),
+    "3.3 clean lower": ("3.3", lambda r: _set(r, "mbn50/clean", clean=0.80)),
     "3.3 robust": ("3.3", lambda r: _set(r, "mbn50/clean", robust=0.10)),     # not below near_zero 0.1
-    "3.4": ("3.4", lambda r: _set(r, "gn0", robust=0.40)),
-    "3.5 falls": ("3.5", lambda r: dict(r, depth=dict(r["depth"], robust=[0.30, 0.36, 0.35]))),
-    "3.5 flat": ("3.5", lambda r: dict(r, depth=dict(r["depth"], robust=[0.30, 0.30, 0.30]))),
-    "3.6": ("3.6", lambda r: _set(r, "advprop/clean", clean=0.79)),
+    "3.4": ("3.4", lambda r: _set(r, "gn0", robust=0.55)),
+    "3.5 falls": ("3.5", lambda r: dict(r, depth=dict(r["depth"], robust=[0.45, 0.51, 0.50]))),
+    "3.5 flat": ("3.5", lambda r: dict(r, depth=dict(r["depth"], robust=[0.45, 0.45, 0.45]))),
+    "3.6": ("3.6", lambda r: _set(r, "advprop/clean", clean=0.90)),
 }
 
 
@@ -85,6 +102,94 @@ def test_claims_not_reproduced(config_module, case):
     verdicts = _verdicts(config_module.get_config("paper"), change(copy.deepcopy(_results())))
     assert verdicts[cid] == "not reproduced"
     assert all(v == "reproduced" for k, v in verdicts.items() if k != cid), verdicts
+
+
+# each case: (evaluation, the change that puts it below its paper gate, the claims resting on it)
+BELOW_GATE = {
+    "r100 clean": ("r100", {"clean": 0.70}, {"3.1", "3.6"}),
+    "r50 robust": ("r50", {"robust": 0.20}, {"3.1", "3.2", "3.4"}),
+    "r0 clean": ("r0", {"clean": 0.50}, {"3.1", "3.4", "3.5"}),
+    "mbn50/clean clean": ("mbn50/clean", {"clean": 0.60}, {"3.3"}),
+    "mbn50/adv robust": ("mbn50/adv", {"robust": 0.10}, {"3.2", "3.3"}),
+    "gn50 clean": ("gn50", {"clean": 0.40}, {"3.4"}),
+    "gn0 robust": ("gn0", {"robust": 0.20}, {"3.4"}),
+    "d110 robust": ("d110", {"robust": 0.30}, {"3.5"}),
+    "advprop/clean clean": ("advprop/clean", {"clean": 0.75}, {"3.6"}),
+    "advprop/adv robust": ("advprop/adv", {"robust": 0.15}, {"3.6"}),
+    "alp": ("alp", {"clean": 0.10, "robust": 0.0}, set()),        # reported only: no claim rests on it
+}
+
+
+@pytest.mark.parametrize("case", sorted(BELOW_GATE))
+def test_claims_below_gate_inconclusive(config_module, case):
+    """A model below its gate makes every claim that rests on it inconclusive, with the shortfall in
+    front of "measured", whatever the verdict rule would have said; the other claims stay decided."""
+    label, change, resting = BELOW_GATE[case]
+    out = _claims(config_module.get_config("paper"), _set(copy.deepcopy(_results()), label, **change))
+    for cid, c in out.items():
+        if cid in resting:
+            assert c["verdict"] == "inconclusive" and c["gates"] == "missed"
+            assert c["measured"].startswith(f"below gate: {label} ") and " | " in c["measured"]
+            assert [r["model"] for r in c["gate_records"] if not r["met"]] == [label]
+        else:
+            assert c["verdict"] == "reproduced" and c["gates"] == "met", (cid, c)
+
+
+def test_claims_gate_records(config_module):
+    """Each claim is gated on the evaluations it reads; a record holds the measured values, the
+    thresholds of ``config.gates`` and their source."""
+    config = config_module.get_config("paper")
+    out = _claims(config, _results())
+    assert {k: c["gate_models"] for k, c in out.items()} == {
+        "3.1": ["r100", "r50", "r0"], "3.2": ["mbn50/adv", "r50"], "3.3": ["mbn50/clean", "mbn50/adv"],
+        "3.4": ["r0", "r50", "gn0", "gn50"], "3.5": ["r0", "d56", "d110"],
+        "3.6": ["advprop/clean", "advprop/adv", "r100"]}
+    rec = {r["model"]: r for c in out.values() for r in c["gate_records"]}
+    assert rec["mbn50/adv"]["checks"] == [
+        {"metric": "clean", "value": 0.82, "threshold": config.gates["mbn50/adv"].clean, "kind": "min", "ok": True},
+        {"metric": "robust", "value": 0.47, "threshold": config.gates["mbn50/adv"].robust, "kind": "min", "ok": True}]
+    assert [c["metric"] for c in rec["r100"]["checks"]] == ["clean"]             # standard training
+    assert [c["metric"] for c in rec["mbn50/clean"]["checks"]] == ["clean"]      # claim 3.3: near-zero robust
+    assert rec["r0"]["source"] == config.gates["r0"].source
+
+
+def test_claims_regated_with_new_thresholds(config_module):
+    """The same saved results, gated again with a raised threshold (``--reclaim``): decided claims
+    turn inconclusive; with the gates met, the verdict rules decide, reproduced or not."""
+    config = config_module.get_config("paper")
+    results = _results()
+    assert set(_verdicts(config, results).values()) == {"reproduced"}
+    config.gates["r0"].robust = 0.46                         # r0 measured 0.45
+    out = _claims(config, results)
+    assert {k for k, c in out.items() if c["verdict"] == "inconclusive"} == {"3.1", "3.4", "3.5"}
+    assert out["3.1"]["measured"].startswith("below gate: r0 robust acc 0.450 < 0.46 | ")
+    config.gates["r0"].robust = 0.20
+    changed = _set(copy.deepcopy(results), "r100", robust=0.40)
+    assert _verdicts(config, changed)["3.1"] == "not reproduced"
+
+
+def test_claims_gates_fall_back_to_the_table(config_module):
+    """Results saved without ``gate_measurements`` are gated on the table's clean / robust values."""
+    config = config_module.get_config("paper")
+    results = _set(copy.deepcopy(_results()), "r100", clean=0.50)
+    del results["gate_measurements"]
+    out = _claims(config, results)
+    assert out["3.6"]["verdict"] == "inconclusive" and "r100 clean acc 0.500 < 0.88" in out["3.6"]["measured"]
+
+
+def test_gate_specs(config_module):
+    """Every trained model needs a well-formed gate: the study checks them before training."""
+    config = config_module.get_config("small")
+    assert set(sp.gate_specs(config)) == {label for label, _, _ in sp.evaluation_labels(config)}
+    del config.gates["mbn50/adv"]
+    with pytest.raises(ValueError, match=r"\['mbn50/adv'\] of profile 'small' have no quality gate"):
+        sp.gate_specs(config)
+    with pytest.raises(ValueError, match="no quality gate"):
+        sp.run(config, "/nonexistent/never/written")
+    config = config_module.get_config("small")
+    config.gates["r0"].robust = 1.5
+    with pytest.raises(ValueError, match=r"config.gates\['r0'\]: gate robust must be a number in \[0, 1\]"):
+        sp.gate_specs(config)
 
 
 # each case: claim id -> (the evaluations left out, the other claims that need them too)
@@ -104,6 +209,7 @@ def test_claims_not_run(config_module, cid):
     for k in {cid} | also:
         assert out[k]["verdict"] == "not run at this profile"
         assert "not trained at profile 'paper'" in out[k]["measured"]
+        assert not set(left_out) & set(out[k]["gate_models"])       # gated on the models that are there
     assert {out[k]["verdict"] for k in out if k not in {cid} | also} == {"reproduced"}
 
 
@@ -112,8 +218,10 @@ def test_claims_smoke_profile_texts(config_module):
     r = _results()
     table = {k: r["table"][k] for k in ("r100", "r0", "mbn50/clean", "mbn50/adv")}
     depth = {k: v[:1] for k, v in r["depth"].items()}
+    for label in table:                                      # open the smoke gates: the rule decides
+        config.gates[label].clean, config.gates[label].robust = 0.0, None
     out = {c["id"]: c for c in sp.claims(config, {"table": table, "depth": depth})}
-    assert out["3.3"]["verdict"] == "reproduced"
+    assert out["3.3"]["verdict"] == "reproduced" and out["3.3"]["gates"] == "met"
     assert out["3.3"]["claim"].endswith("near-zero robustness (PGD-2 acc < 0.1)")
     assert "r50" in out["3.1"]["measured"]
     assert {k: c["verdict"] for k, c in out.items() if k != "3.3"} == dict.fromkeys(
@@ -140,6 +248,29 @@ def test_config_profiles(config_module):
     assert (cfg.objective.name, cfg.objective.ratio, cfg.model.kwargs.norm) == ("mbn", 0.5, "dual_batch")
     with pytest.raises(ValueError, match="unknown model"):
         sp.train_config(config, "r25")
+
+
+def test_config_gates(config_module):
+    """Every profile gives every evaluation a gate with its source; only the BN sets that saw
+    adversarial images have a robust gate; smoke takes small's thresholds."""
+    for profile in config_module.PROFILES:
+        config = config_module.get_config(profile)
+        specs = sp.gate_specs(config)
+        assert list(specs) == [label for label, _, _ in sp.evaluation_labels(config)]
+        for label, g in specs.items():
+            assert g["init_cosine_max"] is None and g["clean"] is not None          # no weight claims
+            assert (g["robust"] is None) == (label in ("r100", "mbn50/clean", "advprop/clean")), label
+            if profile in ("smoke", "small"):
+                assert "jadv reference run, RESULTS.md (scale_properties gates)" in g["source"]
+            elif profile == "medium":      # MNIST, Linf 0.3: published MNIST numbers
+                published = "LeCun et al. 1998" if g["robust"] is None else "Madry et al. 2018"
+                assert g["source"].startswith("published") and published in g["source"], (label, g["source"])
+            else:
+                published = "arXiv:1512.03385" if label in ("r100", "advprop/clean") else "PreActResNet-18"
+                assert published in g["source"], (label, g["source"])
+    smoke, small = config_module.get_config("smoke").gates, config_module.get_config("small").gates
+    for label in smoke:
+        assert (smoke[label].clean, smoke[label].robust) == (small[label].clean, small[label].robust)
 
 
 def test_evaluate_model_linear_exact(key):
@@ -188,11 +319,21 @@ def test_scale_properties_smoke(tmp_path, config_module):
     assert res["models"]["r0"]["spec"] == {"objective": "ratio", "norm": "batch", "ratio": 0.0, "depth": 8}
     assert res["depth"]["depths"] == [8]
 
+    assert res["gate_measurements"] == {label: {"clean": m["clean_accuracy"], "robust": m["pgd"]["robust_accuracy"]}
+                                        for label, m in res["models"].items()}
+
     claims = {c["id"]: c for c in json.load(open(os.path.join(wd, "claims.json")))}
     assert set(claims) == set(CLAIM_IDS)
-    assert claims["3.3"]["verdict"] in ("reproduced", "not reproduced")       # MBN is trained at smoke
+    # MBN is trained at smoke, 3 steps: far below the gate, so 3.3 is inconclusive
+    assert claims["3.3"]["verdict"] == "inconclusive" and claims["3.3"]["gates"] == "missed"
+    assert claims["3.3"]["measured"].startswith("below gate: mbn50/clean clean acc ")
+    assert claims["3.3"]["gate_models"] == ["mbn50/clean", "mbn50/adv"]
+    for r in claims["3.3"]["gate_records"]:
+        assert set(r) == {"model", "met", "checks", "source"} and r["source"].startswith("smoke: ")
+        assert [c["value"] for c in r["checks"]] == [res["gate_measurements"][r["model"]][c["metric"]]
+                                                     for c in r["checks"]]
     assert claims["3.1"]["verdict"] == "not run at this profile"              # r50 is not
-    assert "r50" in claims["3.1"]["measured"]
+    assert "r50" in claims["3.1"]["measured"] and claims["3.1"]["gate_models"] == ["r100", "r0"]
     assert sp.claims(config, saved["results"]) == record["claims"]           # --reclaim on the saved results
 
     parts = os.path.join(wd, "parts")

@@ -1,5 +1,6 @@
-"""Study 5 (sharpness): verdict rules on hand-made results, the saved medium-profile record, the
-training configs, and the smoke profile through the library API (outputs, structure, cached reruns)."""
+"""Study 5 (sharpness): verdict rules and quality gates on hand-made results, the saved medium-profile
+record, the training configs and gates of every profile, and the smoke profile through the library
+API (outputs, structure, gate records, cached reruns)."""
 import json
 import os
 
@@ -98,16 +99,24 @@ def _logistic(eps, lam_exact, lam_fixed, trace, w_norm, min_eig, share=None):
     return res
 
 
+# test (clean, robust) accuracies of the small reference run (seed 0), above the small gates
+REFERENCE_ACC = {"standard": (0.972, 0.446), "pgd_at_eps0.25": (0.986, 0.933), "pgd_at_eps0.5": (0.989, 0.783),
+                 "pgd_at_eps1": (0.942, 0.387), "awp_eps0.5": (0.994, 0.808)}
+
+
 def _row(eps, objective, lam, *, curvature=1.0, gap=0.1):
-    return {"tag": sharpness.model_tag(eps, objective), "eps": eps, "objective": objective, "lambda_max": lam,
+    tag = sharpness.model_tag(eps, objective)
+    clean, robust = REFERENCE_ACC[tag]
+    return {"tag": tag, "eps": eps, "objective": objective, "lambda_max": lam,
             "trace": 10 * lam, "clean_curvature": 0.5, "robust_curvature": curvature, "robust_rise_mean": curvature / 4,
-            "train_clean_acc": 0.9, "train_robust_acc": 0.5 + gap, "test_clean_acc": 0.8, "test_robust_acc": 0.5,
-            "robust_gap": gap}
+            "train_clean_acc": 1.0, "train_robust_acc": robust + gap, "test_clean_acc": clean,
+            "test_robust_acc": robust, "robust_gap": gap}
 
 
 def good_results():
-    """Results of the small profile (toy and digits; eps grid 0, 0.25, 0.5, 1) where every claim holds.
-    The last L2 radius of each sweep has collapsed (||w*|| ~ 0) and breaks every rule: ignored."""
+    """Results of the small profile (toy and digits; eps grid 0, 0.25, 0.5, 1) where every claim holds
+    and every network meets its gate. The last L2 radius of each sweep has collapsed (||w*|| ~ 0)
+    and breaks every rule: ignored."""
     l2 = dict(eps=(0, 0.2, 0.4, 0.6), lam_exact=(0.1, 0.2, 0.4, 0.05), lam_fixed=(0.1, 0.15, 0.2, 0.01),
               trace=(1, 2, 4, 0.1), w_norm=(2.0, 1.5, 1.0, 1e-5), min_eig=(0, 0, 0, -1.0))
     linf = dict(eps=(0, 0.05, 0.1), lam_exact=(0.1, 0.12, 0.15), lam_fixed=(0.1, 0.12, 0.15), trace=(1, 1.1, 1.2),
@@ -126,6 +135,7 @@ def verdicts(config, results):
 
 ALL_IDS = ["5.1-toy", "5.1b-toy", "5.3-toy", "5.4-toy", "5.1-digits", "5.1b-digits", "5.3-digits",
            "5.4-digits", "5.5-digits", "5.6-digits"]
+NETWORK_IDS = ("5.5-digits", "5.6-digits")
 
 
 def test_every_claim_reproduced_on_good_results(get_config):
@@ -133,6 +143,19 @@ def test_every_claim_reproduced_on_good_results(get_config):
     out = sharpness.claims(config, good_results())
     assert [c["id"] for c in out] == ALL_IDS
     assert all(c["verdict"] == "reproduced" for c in out), [(c["id"], c["verdict"]) for c in out]
+    by_id = {c["id"]: c for c in out}
+    # the logistic claims are analytic; the network claims rest on their networks' gates, all met
+    assert all(c["gates"] == "none needed" and c["gate_models"] == [] for c in out if c["id"] not in NETWORK_IDS)
+    assert by_id["5.5-digits"]["gate_models"] == ["eps0/standard", "eps0p25/pgd_at", "eps0p5/pgd_at", "eps1/pgd_at"]
+    assert by_id["5.6-digits"]["gate_models"] == ["eps0p5/pgd_at", "eps0p5/awp"]
+    for cid in NETWORK_IDS:
+        assert by_id[cid]["gates"] == "met" and all(r["met"] for r in by_id[cid]["gate_records"])
+        assert not by_id[cid]["measured"].startswith("below gate")
+    awp = by_id["5.6-digits"]["gate_records"][1]
+    assert awp["model"] == "eps0p5/awp" and [(c["metric"], c["value"]) for c in awp["checks"]] == [
+        ("clean", 0.994), ("robust", 0.808)]
+    standard = by_id["5.5-digits"]["gate_records"][0]
+    assert [c["metric"] for c in standard["checks"]] == ["clean"]        # no robust gate at eps 0
     for c in out:
         assert c["study"] == "sharpness"
         assert c["command"] == "python experiments/sharpness.py --config configs/sharpness.py:small"
@@ -195,17 +218,145 @@ def test_each_network_claim_can_fail(get_config, claim_id, edit):
     assert {v for k, v in got.items() if k != claim_id} == {"reproduced"}
 
 
-def test_network_claims_are_not_run_at_smoke(get_config):
+# ----------------------------------------------------------------------------------------------
+# quality gates of the networks
+# ----------------------------------------------------------------------------------------------
+
+GATE_NAMES = {"standard": "eps0/standard", "pgd_at_eps0.25": "eps0p25/pgd_at", "pgd_at_eps0.5": "eps0p5/pgd_at",
+              "pgd_at_eps1": "eps1/pgd_at", "awp_eps0.5": "eps0p5/awp"}
+
+
+def _both_rules_broken(res):
+    """5.5 (lambda_max falls with eps) and 5.6 (AWP sharper than PGD-AT) fail on these results."""
+    for tag, lam in (("standard", 4.0), ("pgd_at_eps0.25", 3.0), ("pgd_at_eps0.5", 2.0), ("pgd_at_eps1", 1.0)):
+        res["network"]["models"][tag]["lambda_max"] = lam
+    res["network"]["models"]["awp_eps0.5"]["robust_curvature"] = 99.0
+
+
+def _gates_at_zero(config):
+    """``config`` with every gate reduced to clean accuracy >= 0: the verdict rules alone decide."""
+    for name in config.gates.keys():
+        config.gates[name].update(clean=0.0, robust=None)
+    return config
+
+
+@pytest.mark.parametrize("tag, fields, gated", [
+    ("standard", {"test_clean_acc": 0.90}, {"5.5-digits"}),
+    ("pgd_at_eps0.25", {"test_robust_acc": 0.80}, {"5.5-digits"}),
+    ("pgd_at_eps0.5", {"test_clean_acc": 0.50}, {"5.5-digits", "5.6-digits"}),   # in both claims
+    ("pgd_at_eps1", {"test_robust_acc": 0.20}, {"5.5-digits"}),
+    ("awp_eps0.5", {"test_clean_acc": 0.19, "test_robust_acc": 0.12}, {"5.6-digits"}),
+    ("awp_eps0.5", {"test_robust_acc": float("nan")}, {"5.6-digits"}),             # not measured
+])
+def test_a_network_below_its_gate_makes_its_claims_inconclusive(get_config, tag, fields, gated):
     config = get_config("small")
-    config.profile = "smoke"
-    out = sharpness.claims(config, good_results())
-    got = {c["id"]: c["verdict"] for c in out}
-    assert got["5.5-digits"] == got["5.6-digits"] == "not run at this profile"
-    assert all("[smoke:" in c["claim"] for c in out if c["id"].startswith(("5.5", "5.6")))
-    assert {v for k, v in got.items() if not k.startswith(("5.5", "5.6"))} == {"reproduced"}
-    # the broken network results stay "not run" at smoke
-    bad = verdicts(config, _broken(_row_edit("awp_eps0.5", robust_curvature=3.0, robust_gap=0.3)))
-    assert bad["5.6-digits"] == "not run at this profile"
+    name = GATE_NAMES[tag]
+    row = good_results()["network"]["models"][tag]
+    assert sharpness.gate_name(row["eps"], row["objective"]) == name
+    res = _broken(_row_edit(tag, **fields))
+    ungated = {c["id"]: c for c in sharpness.claims(_gates_at_zero(get_config("small")), res)}
+    out = {c["id"]: c for c in sharpness.claims(config, res)}
+    for cid, c in out.items():
+        if cid in gated:
+            assert ungated[cid]["verdict"] == "reproduced" and ungated[cid]["gates"] == "met"
+            assert c["verdict"] == "inconclusive" and c["gates"] == "missed", (cid, c["verdict"])
+            assert c["measured"].startswith(f"below gate: {name} ")
+            assert c["measured"].endswith(" | " + ungated[cid]["measured"])
+            assert [r["model"] for r in c["gate_records"] if not r["met"]] == [name]
+        else:
+            assert c["verdict"] == "reproduced" and c["gates"] in ("met", "none needed"), (cid, c["verdict"])
+    # rules that fail: on a network below its gate "inconclusive", never "not reproduced"
+    def broken(res):
+        _both_rules_broken(res)
+        _row_edit(tag, **fields)(res)
+    got = verdicts(config, _broken(_both_rules_broken))
+    assert {cid: got[cid] for cid in NETWORK_IDS} == dict.fromkeys(NETWORK_IDS, "not reproduced")
+    got = verdicts(config, _broken(broken))
+    assert {cid: got[cid] for cid in NETWORK_IDS} == {
+        cid: "inconclusive" if cid in gated else "not reproduced" for cid in NETWORK_IDS}
+
+
+def test_below_gate_measurements_in_the_shortfall(get_config):
+    out = {c["id"]: c for c in sharpness.claims(get_config("small"), _broken(_row_edit(
+        "awp_eps0.5", test_clean_acc=0.186, test_robust_acc=0.117)))}
+    assert out["5.6-digits"]["measured"].startswith(
+        "below gate: eps0.5/awp clean acc 0.186 < 0.95; eps0.5/awp robust acc 0.117 < 0.75 | ")
+
+
+def test_the_standard_network_has_no_robust_gate(get_config):
+    """Its PGD accuracy is measured at awp_eps, not at a training eps: only its clean accuracy is gated."""
+    got = verdicts(get_config("small"), _broken(_row_edit("standard", test_robust_acc=0.0)))
+    assert set(got.values()) == {"reproduced"}
+
+
+def test_new_thresholds_rederive_the_verdicts(get_config):
+    """claims() reads the gates from the config: new thresholds on the same results (--reclaim)."""
+    config = get_config("small")
+    res = json.loads(json.dumps(good_results()))
+    assert verdicts(config, res)["5.6-digits"] == "reproduced"
+    config.gates["eps0p5/awp"].clean = 0.999
+    assert verdicts(config, res)["5.6-digits"] == "inconclusive"
+    assert verdicts(config, res)["5.5-digits"] == "reproduced"
+    config.gates["eps0p5/awp"].clean = 0.5
+    assert verdicts(config, res)["5.6-digits"] == "reproduced"
+
+
+def test_network_claims_at_smoke_are_decided_then_inconclusive(get_config):
+    """At smoke the rules are applied; networks after 3 steps miss their gates: inconclusive."""
+    config = get_config("smoke")
+    res = good_results()
+    for row in res["network"]["models"].values():
+        row.update(test_clean_acc=0.3, test_robust_acc=0.1)
+    out = {c["id"]: c for c in sharpness.claims(config, res)}
+    assert list(out) == ["5.1-toy", "5.1b-toy", "5.3-toy", "5.4-toy", "5.5-digits", "5.6-digits"]
+    for cid in NETWORK_IDS:
+        assert out[cid]["verdict"] == "inconclusive" and out[cid]["gates"] == "missed"
+        assert "[smoke:" in out[cid]["claim"] and out[cid]["measured"].startswith("below gate: ")
+        assert all("smoke: the small profile's gate" in r["source"] for r in out[cid]["gate_records"])
+    assert out["5.5-digits"]["gate_models"] == ["eps0/standard", "eps0p5/pgd_at"]
+    assert {c["verdict"] for cid, c in out.items() if cid not in NETWORK_IDS} == {"reproduced"}
+    assert {c["gates"] for cid, c in out.items() if cid not in NETWORK_IDS} == {"none needed"}
+
+
+def _without_gate(config, name):
+    import ml_collections
+
+    kept = {k: v.to_dict() for k, v in config.gates.items() if k != name}
+    config.gates = ml_collections.ConfigDict(kept, allow_dotted_keys=True)
+    return config
+
+
+def test_a_network_without_a_gate_is_refused_before_training(tmp_path, get_config):
+    config = _without_gate(get_config("smoke"), "eps0p5/awp")
+    wd = str(tmp_path / "study")
+    with pytest.raises(ValueError, match=r"'eps0.5/awp' has no quality gate"):
+        sharpness.run(config, wd)
+    assert not os.path.exists(wd)
+    with pytest.raises(ValueError, match="no quality gate"):
+        sharpness.claims(_without_gate(get_config("small"), "eps1/pgd_at"), good_results())
+    config = get_config("smoke")
+    config.gates["eps0/standard"].source = ""
+    with pytest.raises(ValueError, match="needs a 'source'"):
+        sharpness.run(config, wd)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "small", "medium", "paper"])
+def test_every_network_of_every_profile_has_a_gate_with_a_source(get_config, profile):
+    from jadv.studies.sharpness.verdicts import check_config_gates
+
+    config = get_config(profile)
+    ncfg = config.network
+    specs = check_config_gates(config)
+    trained = [sharpness.gate_name(float(e), "pgd_at") for e in ncfg.eps_grid] + [
+        sharpness.gate_name(float(ncfg.awp_eps), "awp")]
+    assert list(specs) == list(dict.fromkeys(trained))
+    for name, spec in specs.items():
+        assert spec["clean"] is not None and spec["init_cosine_max"] is None
+        assert (spec["robust"] is None) == name.startswith("eps0/"), name
+    marker = {"smoke": "jadv reference run, RESULTS.md (sharpness gates)",
+              "small": "jadv reference run, RESULTS.md (sharpness gates)",
+              "medium": "closest recipe", "paper": "published"}[profile]
+    assert all(marker in spec["source"] for spec in specs.values()), profile
 
 
 @pytest.mark.parametrize("run_dir", ["results/cpu_cpu2/sharpness", "results/cpu/sharpness"])
@@ -217,8 +368,16 @@ def test_claims_rederived_from_a_saved_medium_record(get_config, run_dir):
     record = json.load(open(os.path.join(path, "results.json")))
     saved = json.load(open(os.path.join(path, "claims.json")))
     again = sharpness.claims(get_config("medium"), record["results"])
-    assert [(c["id"], c["claim"], c["measured"], c["verdict"]) for c in again] == [
-        (c["id"], c["claim"], c["measured"], c["verdict"]) for c in saved]
+    assert [c["id"] for c in again] == [c["id"] for c in saved]
+    for new, old in zip(again, saved):      # the saved claims were derived before the gates
+        assert new["claim"] == old["claim"]
+        if new["gates"] == "missed":
+            assert new["verdict"] == "inconclusive" and new["measured"].endswith(" | " + old["measured"])
+        else:
+            assert (new["measured"], new["verdict"]) == (old["measured"], old["verdict"])
+    # the AWP networks of those runs collapsed (clean 0.19 / 0.24): 5.6 is inconclusive, 5.5 is decided
+    gates = {c["id"]: c["gates"] for c in again}
+    assert gates["5.6-cifar10"] == "missed" and gates["5.5-cifar10"] == "met"
 
 
 @pytest.mark.parametrize("profile", ["smoke", "small", "medium", "paper"])
@@ -284,7 +443,18 @@ def test_sharpness_smoke(tmp_path, get_config):
     ids = [c["id"] for c in claims]
     assert ids[:4] == ["5.1-toy", "5.1b-toy", "5.3-toy", "5.4-toy"]       # part 1
     assert ids[4:] == ["5.5-digits", "5.6-digits"]
-    assert all(c["verdict"] == "not run at this profile" for c in claims[4:])
+    # the 3-step networks miss their gates: the network claims are inconclusive, with gate records
+    assert all(c["gates"] == "none needed" for c in claims[:4])
+    assert all(c["verdict"] == "inconclusive" and c["gates"] == "missed" for c in claims[4:])
+    assert claims[4]["gate_models"] == ["eps0/standard", "eps0p5/pgd_at"]
+    assert claims[5]["gate_models"] == ["eps0p5/pgd_at", "eps0p5/awp"]
+    for c in claims[4:]:
+        for r in c["gate_records"]:
+            m = net["models"][next(t for t, n in GATE_NAMES.items() if n == r["model"])]
+            assert r["source"] and not r["met"]
+            assert {k["metric"]: k["value"] for k in r["checks"]} == (
+                {"clean": pytest.approx(m["test_clean_acc"])} if m["eps"] == 0 else
+                {"clean": pytest.approx(m["test_clean_acc"]), "robust": pytest.approx(m["test_robust_acc"])})
     # claims are a pure function of the saved results (reproduce.py --reclaim)
     assert sharpness.claims(config, saved["results"]) == claims == record["claims"]
 
