@@ -9,8 +9,9 @@ real loop (``jadv.studies.cost.measure_rate``: a few steps after compilation) an
 the run's optimizer steps. Runs with the same recipe and shapes are timed once. ``--flops-only``
 skips the timing and gives each run's model FLOPs (``jadv.studies.cost.train_flops``), from
 which a device's time follows as FLOPs / (MFU x peak); ``--mfu`` and ``--peak_tflops`` turn them
-into an estimate (defaults: the 40% MFU and 691 TFLOP/s bf16 peak measured on an H100 for
-PreActResNet-18 PGD-AT, BENCHMARKS.md; small models reach a lower MFU, see ``--small_mfu``).
+into an estimate (defaults: the 40% MFU and the 380 / 691 TFLOP/s float32 / bfloat16 peaks, by the
+run's ``model.dtype``, measured on an H100 for PreActResNet-18 PGD-AT, BENCHMARKS.md; models under ``--small_below_gflop`` per forward, the thin
+CIFAR ResNets and small CNNs, get ``--small_mfu``, an assumption: they were not measured).
 Evaluation and analysis time (attacks, Hessians) is not in these numbers: the report's per-study
 wall times hold it.
 """
@@ -63,8 +64,10 @@ def main(argv=None):
     p.add_argument("--flops-only", action="store_true", help="count FLOPs instead of timing")
     p.add_argument("--mfu", type=float, default=0.40)
     p.add_argument("--small_mfu", type=float, default=0.10,
-                   help="MFU assumed for models under 0.2 GFLOP per forward (not measured)")
-    p.add_argument("--peak_tflops", type=float, default=691.0)
+                   help="MFU assumed for models under --small_below_gflop per forward (not measured)")
+    p.add_argument("--small_below_gflop", type=float, default=1.0)
+    p.add_argument("--peak_tflops_f32", type=float, default=380.0)
+    p.add_argument("--peak_tflops_bf16", type=float, default=691.0)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
@@ -80,9 +83,11 @@ def main(argv=None):
             if args.flops_only:
                 fwd = cost.model_forward_flops(cfg)
                 flops = cost.train_flops(cfg, fwd)
-                mfu = args.small_mfu if fwd < 0.2e9 else args.mfu
-                row.update(forward_gflop=fwd / 1e9, train_pflop=flops / 1e15, mfu=mfu,
-                           est_s=flops / (mfu * args.peak_tflops * 1e12))
+                mfu = args.small_mfu if fwd < args.small_below_gflop * 1e9 else args.mfu
+                dtype = cfg.model.get("dtype", "float32")
+                peak = args.peak_tflops_bf16 if dtype == "bfloat16" else args.peak_tflops_f32
+                row.update(forward_gflop=fwd / 1e9, train_pflop=flops / 1e15, mfu=mfu, dtype=dtype,
+                           est_s=flops / (mfu * peak * 1e12))
             else:
                 key = recipe_key(cfg)
                 if key not in timed:

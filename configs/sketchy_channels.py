@@ -165,6 +165,7 @@ def get_config(profile: str = "small"):
     # CPU, PreActResNet-18 (the papers' network) at paper scale
     if paper:
         t.model.name, t.model.kwargs = "preact_resnet18", {}
+        t.model.dtype = "bfloat16"     # GPU: bf16 compute, float32 parameters (BENCHMARKS.md)
     else:
         t.model.name = "small_cnn"
         t.model.kwargs = {"conv1_filters": 64, "widths": {"smoke": (8,), "small": (16,), "medium": (64,)}[profile],

@@ -266,7 +266,11 @@ def test_every_profile_gates_both_models_with_a_source():
     small = get_config("small").gates.values()
     assert all("jadv reference run, RESULTS.md (filter_lens gates)" in s.source for s in small)
     assert all("robustness-libraries.md" in s.source for s in get_config("paper").gates.values())
-    assert all("RESULTS.md" in s.source and "provisional" in s.source for s in get_config("medium").gates.values())
+    # medium (MNIST, Linf 0.3): published MNIST numbers, and the stated init-cosine rule
+    medium = get_config("medium").gates
+    assert medium.standard.source.startswith("published") and "LeCun et al. 1998" in medium.standard.source
+    assert medium.robust.source.startswith("published") and "Madry et al. 2018" in medium.robust.source
+    assert all("init_cosine_max 0.7" in s.source and s.init_cosine_max == 0.7 for s in medium.values())
 
 
 def test_bad_workdir_specs_are_clear_errors(tmp_path):

@@ -79,12 +79,13 @@ def training_configs(config) -> dict:
     (:mod:`jadv.studies.cost`). The sweep trains them side by side in one program per norm
     (:func:`jadv.studies.tradeoff.sweeps.train_many`), so timing them one by one gives an upper
     bound. The linear models of parts 1-2 are not listed (seconds)."""
+    from jadv import data as jdata
     from jadv.studies.tradeoff.sweeps import sweep_grid
 
+    n_train = len(jdata.load(config.sweep.train.dataset, "train", data_dir=config.data_dir))
     out = {}
     for norm in ("linf", "l2"):
-        for size, eps, seed in sweep_grid(config.sweep.sizes, config.sweep.eps[norm], 60000 if
-                                          config.sweep.train.dataset == "mnist" else 1438, config.seed,
+        for size, eps, seed in sweep_grid(config.sweep.sizes, config.sweep.eps[norm], n_train, config.seed,
                                           proxy=norm == "linf"):
             c = config.sweep.train.copy_and_resolve_references()
             c.update(seed=int(seed), train_size=int(size), data_dir=config.data_dir)
