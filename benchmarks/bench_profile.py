@@ -10,8 +10,9 @@ the run's optimizer steps. Runs with the same recipe and shapes are timed once. 
 skips the timing and gives each run's model FLOPs (``jadv.studies.cost.train_flops``), from
 which a device's time follows as FLOPs / (MFU x peak); ``--mfu`` and ``--peak_tflops`` turn them
 into an estimate (defaults: the 40% MFU and the 380 / 691 TFLOP/s float32 / bfloat16 peaks, by the
-run's ``model.dtype``, measured on an H100 for PreActResNet-18 PGD-AT, BENCHMARKS.md; models under ``--small_below_gflop`` per forward, the thin
-CIFAR ResNets and small CNNs, get ``--small_mfu``, an assumption: they were not measured).
+run's ``model.dtype``, measured on an H100 for PreActResNet-18 PGD-AT, BENCHMARKS.md, apply to the architectures measured there,
+``--measured_models``; the others, thin CIFAR ResNets and small CNNs, get ``--small_mfu``, an
+assumption: they were not measured).
 Evaluation and analysis time (attacks, Hessians) is not in these numbers: the report's per-study
 wall times hold it.
 """
@@ -42,19 +43,6 @@ def load_config(study: str, profile: str, data_dir: str | None):
     return config
 
 
-def recipe_key(cfg) -> str:
-    """Runs that differ only in what does not change the step's cost are timed once."""
-    d = cfg.to_dict()
-    for k in ("seed", "num_epochs", "num_steps", "train_size", "test_size", "val_size", "robust_eval",
-              "eval_every_epochs", "log_every_steps", "checkpoint", "early_stop"):
-        d.pop(k, None)
-    obj = dict(d.get("objective", {}))
-    for k in ("eps", "eps_warmup_epochs", "step_size"):
-        obj.pop(k, None)
-    d["objective"] = obj
-    return json.dumps(d, sort_keys=True, default=str)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="medium")
@@ -64,8 +52,9 @@ def main(argv=None):
     p.add_argument("--flops-only", action="store_true", help="count FLOPs instead of timing")
     p.add_argument("--mfu", type=float, default=0.40)
     p.add_argument("--small_mfu", type=float, default=0.10,
-                   help="MFU assumed for models under --small_below_gflop per forward (not measured)")
-    p.add_argument("--small_below_gflop", type=float, default=1.0)
+                   help="MFU assumed for the models not in --measured_models (not measured)")
+    p.add_argument("--measured_models", default="preact_resnet18,resnet18,wrn28_10",
+                   help="architectures whose MFU was measured (--mfu applies to them)")
     p.add_argument("--peak_tflops_f32", type=float, default=380.0)
     p.add_argument("--peak_tflops_bf16", type=float, default=691.0)
     p.add_argument("--json", default=None)
@@ -83,13 +72,13 @@ def main(argv=None):
             if args.flops_only:
                 fwd = cost.model_forward_flops(cfg)
                 flops = cost.train_flops(cfg, fwd)
-                mfu = args.small_mfu if fwd < args.small_below_gflop * 1e9 else args.mfu
+                mfu = args.mfu if cfg.model.name in args.measured_models.split(",") else args.small_mfu
                 dtype = cfg.model.get("dtype", "float32")
                 peak = args.peak_tflops_bf16 if dtype == "bfloat16" else args.peak_tflops_f32
                 row.update(forward_gflop=fwd / 1e9, train_pflop=flops / 1e15, mfu=mfu, dtype=dtype,
                            est_s=flops / (mfu * peak * 1e12))
             else:
-                key = recipe_key(cfg)
+                key = cost.recipe_key(cfg)
                 if key not in timed:
                     t = time.perf_counter()
                     timed[key] = cost.measure_rate(cfg, steps=args.steps)

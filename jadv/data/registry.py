@@ -44,6 +44,11 @@ from jadv.data.dataset import Dataset
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "colored_digits", "colored_mnist")
 SPLITS = ("train", "test")
+# training examples of each dataset's train split (the sizes of the standard releases; digits and
+# colored_digits: the 80% train part of scikit-learn's 1797 digits, jadv.data.embedded), so that
+# step counts can be computed without the data files (jadv.studies.cost)
+TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "colored_mnist": 60000, "cifar10": 50000,
+               "cifar100": 50000, "digits": 1438, "colored_digits": 1438}
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

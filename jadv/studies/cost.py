@@ -5,6 +5,9 @@ at that profile, with the config ``train_and_evaluate`` gets (tradeoff's vmapped
 as one config per model, which the sweep trains side by side).
 
 * :func:`total_steps`: the optimizer steps of one run (``num_steps`` or epochs x steps per epoch).
+* :func:`abstract_train_step`: the train step of a run built as the loop builds it and traced
+  with ``jax.eval_shape`` on an abstract batch (no data, no compilation): does the recipe build?
+* :func:`recipe_key`: runs with equal keys have the same step program (timed or traced once).
 * :func:`measure_rate`: steps/s of a run on this machine, timed with the real training loop for a
   few steps after compilation (data pipeline, attack and update included).
 * :func:`forwards_per_image`: forward-pass equivalents per image of one train step of an
@@ -25,13 +28,31 @@ import ml_collections
 
 
 def _train_size(cfg) -> int:
-    """Training examples a run iterates over (its subset size, or the dataset's train split)."""
+    """Training examples a run iterates over, as the loop counts them (``jadv.train.load_splits``):
+    ``train_size`` when set (the loop draws ``train_size + val_size`` and holds the val part out),
+    else the dataset's train split (:data:`jadv.data.TRAIN_SIZES`, no data files read) less
+    ``val_size``."""
     if cfg.get("train_size") is not None:
-        n = int(cfg.train_size)
-    else:
-        from jadv import data as jdata
-        n = len(jdata.load(cfg.dataset, "train", data_dir=cfg.get("data_dir")))
-    return n - int(cfg.get("val_size") or 0)
+        return int(cfg.train_size)
+    from jadv.data import TRAIN_SIZES
+    if cfg.dataset not in TRAIN_SIZES:
+        raise ValueError(f"no training-set size known for dataset {cfg.dataset!r}")
+    return TRAIN_SIZES[cfg.dataset] - int(cfg.get("val_size") or 0)
+
+
+def recipe_key(cfg) -> str:
+    """A key equal for runs that differ only in what does not change the train step's cost or
+    program (seed, lengths, subset sizes, evaluation and checkpoint settings, eps and step size):
+    such runs are timed (or traced) once."""
+    d = cfg.to_dict()
+    for k in ("seed", "num_epochs", "num_steps", "train_size", "test_size", "val_size", "robust_eval",
+              "eval_every_epochs", "log_every_steps", "checkpoint", "early_stop"):
+        d.pop(k, None)
+    obj = dict(d.get("objective", {}))
+    for k in ("eps", "eps_warmup_epochs", "step_size"):
+        obj.pop(k, None)
+    d["objective"] = obj
+    return json.dumps(d, sort_keys=True, default=str)
 
 
 def total_steps(cfg, train_size: int | None = None) -> int:
@@ -105,6 +126,73 @@ def _input_shape(cfg) -> tuple:
     if cfg.dataset not in _SHAPES:
         raise ValueError(f"no input shape known for dataset {cfg.dataset!r}")
     return _SHAPES[cfg.dataset]
+
+
+def abstract_train_step(cfg, batch_size: int | None = None) -> dict:
+    """Trace a run's train step as the loop builds it, without data and without compiling.
+
+    The config is resolved as ``jadv.train.resolve_config`` does from the data (``num_classes`` 10,
+    100 for cifar100; ``input_shape`` from the dataset's known shape; ``model.mean``/``std``
+    filled with placeholders when None; the objective's and robust evaluation's defaults), then the
+    model (``jadv.train.build_model``), the state (``jadv.train.loop.create_state``), the
+    objective (``make_objective``) and the step (``make_train_step`` with the crop-flip
+    augmentation when ``augment.crop_flip``, ``ema_decay`` and ``steps_per_epoch``) are made as in
+    the loop, and ``jax.eval_shape`` runs state creation and one step on an abstract uint8 batch
+    ``{"image", "label", "mask"}`` of ``batch_size`` rows (default: the run's ``batch_size``; the
+    cost of tracing does not depend on it).
+
+    It checks that the recipe builds and traces: config values the model, objective, optimizer
+    or augmentation reject, shape and dtype mismatches (input shape, dual BN sets, AWP's weight
+    perturbation, Free-AT's batch-shaped state, ...). It does not check numbers (nothing is
+    computed: NaNs, accuracy, convergence), nor speed or memory, nor that XLA compiles the program,
+    nor the data pipeline, evaluation, checkpoints or sharding.
+
+    Returns ``{"metrics": {name: jax.ShapeDtypeStruct}, "num_params": int, "state": the abstract
+    TrainState after the step, "steps_per_epoch": int, "input_shape": tuple, "model": name}``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jadv import data as jdata
+    from jadv.train import build_model, make_objective, make_train_step
+    from jadv.train.loop import _resolve_objective, create_state
+
+    c = cfg.copy_and_resolve_references()
+    shape = tuple(c.get("input_shape") or _input_shape(c))
+    with c.unlocked():
+        c.num_classes = c.get("num_classes") or (100 if c.dataset == "cifar100" else 10)
+        c.input_shape = shape
+        if c.model.mean is None or c.model.std is None:
+            c.model.mean, c.model.std = (0.5,) * shape[-1], (0.25,) * shape[-1]
+        _resolve_objective(c)
+    b = int(c.batch_size if batch_size is None else batch_size)
+    steps_per_epoch = _train_size(c) // int(c.batch_size)
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {c.batch_size} exceeds the {_train_size(c)} training examples")
+    total = int(c.num_steps) if c.num_steps else int(c.num_epochs) * steps_per_epoch
+    model = build_model(c)
+    objective = make_objective(c.objective)
+    state_cfg = c.copy_and_resolve_references()
+    with state_cfg.unlocked():
+        state_cfg.batch_size = b        # Free-AT's persistent perturbation is batch-shaped
+    augment = None
+    if c.augment.crop_flip:
+        padding = int(c.augment.padding)
+        augment = lambda k, x: jdata.random_crop_flip(k, x, padding=padding, flip=True)  # noqa: E731
+    step = make_train_step(objective, augment=augment, ema_decay=c.ema_decay, steps_per_epoch=steps_per_epoch)
+
+    def init_and_step(init_key, step_key, batch):
+        state, _ = create_state(state_cfg, model, shape, total, init_key, objective)
+        return step(state, batch, step_key)
+
+    batch = {"image": jax.ShapeDtypeStruct((b, *shape), jnp.uint8),
+             "label": jax.ShapeDtypeStruct((b,), jnp.int32),
+             "mask": jax.ShapeDtypeStruct((b,), jnp.bool_)}
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    state, metrics = jax.eval_shape(init_and_step, key, key, batch)
+    num_params = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params))
+    return {"metrics": dict(metrics), "num_params": int(num_params), "state": state,
+            "steps_per_epoch": steps_per_epoch, "input_shape": shape, "model": c.model.name}
 
 
 def measure_rate(cfg, *, steps: int = 12, log_every: int = 4) -> dict:

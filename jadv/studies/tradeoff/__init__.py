@@ -65,9 +65,9 @@ def _binary_figures(bi: dict, workdir: str) -> list[str]:
 def _check_gates(config) -> None:
     """ValueError, before any training, unless ``config.gates`` states a well-formed gate for
     every gated sweep model of ``config`` (:func:`gated_sweep_models`)."""
-    from jadv import data as jdata
+    from jadv.data import TRAIN_SIZES
 
-    n_train = len(jdata.load(config.sweep.train.dataset, "train", data_dir=config.data_dir).labels)
+    n_train = TRAIN_SIZES[config.sweep.train.dataset]
     rows = {norm: sweep_grid(config.sweep.sizes, config.sweep.eps[norm], n_train, config.seed, proxy=norm == "linf")
             for norm in ("linf", "l2")}
     gate_specs(config, gated_sweep_models(rows, config.seed))
@@ -79,10 +79,10 @@ def training_configs(config) -> dict:
     (:mod:`jadv.studies.cost`). The sweep trains them side by side in one program per norm
     (:func:`jadv.studies.tradeoff.sweeps.train_many`), so timing them one by one gives an upper
     bound. The linear models of parts 1-2 are not listed (seconds)."""
-    from jadv import data as jdata
+    from jadv.data import TRAIN_SIZES
     from jadv.studies.tradeoff.sweeps import sweep_grid
 
-    n_train = len(jdata.load(config.sweep.train.dataset, "train", data_dir=config.data_dir))
+    n_train = TRAIN_SIZES[config.sweep.train.dataset]
     out = {}
     for norm in ("linf", "l2"):
         for size, eps, seed in sweep_grid(config.sweep.sizes, config.sweep.eps[norm], n_train, config.seed,
