@@ -614,22 +614,23 @@ def initial_variables(workdir: str) -> dict:
     """The variables a run in ``workdir`` started from (rebuilt from its config's seed, exactly
     as :func:`train_and_evaluate` initialised them), ``{"params", "batch_stats"}``. Used to measure
     how far a trained layer has moved from its initialisation (``jadv.studies.gates``)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no config.json in {workdir}: not a jadv training workdir")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = _saved_config(workdir)
     model = build_model(config)
     return jmodels.init_variables(model, run_keys(int(config.seed))[0], (1, *config.input_shape))
 
 
-def load_trained(workdir: str, *, which: str = "latest") -> tuple[nn.Module, dict, ml_collections.ConfigDict]:
-    """(model, variables, config) of a finished or interrupted run in ``workdir``."""
+def _saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a run wrote to ``workdir/config.json``."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no config.json in {workdir}: not a jadv training workdir")
     with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def load_trained(workdir: str, *, which: str = "latest") -> tuple[nn.Module, dict, ml_collections.ConfigDict]:
+    """(model, variables, config) of a finished or interrupted run in ``workdir``."""
+    config = _saved_config(workdir)
     model = build_model(config)
     state, _ = create_state(config, model, tuple(config.input_shape), 1, jax.random.key(0))
     ckpt = Checkpointer(workdir, best_metric=config.checkpoint.best_metric)
