@@ -27,20 +27,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 from jadv.studies import cost  # noqa: E402
+from reproduce import STUDIES, study_config  # noqa: E402
 
-STUDIES = ("sketchy_channels", "tradeoff", "scale_properties", "filter_lens", "sharpness")
-
-
-def load_config(study: str, profile: str, data_dir: str | None):
-    spec = importlib.util.spec_from_file_location(f"_cfg_{study}", os.path.join(ROOT, "configs", f"{study}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = mod.get_config(profile)
-    if data_dir is not None:
-        config.data_dir = data_dir
-    return config
 
 
 def main(argv=None):
@@ -62,7 +53,7 @@ def main(argv=None):
 
     rows, timed = [], {}
     for study in args.studies.split(","):
-        config = load_config(study, args.profile, args.data_dir)
+        config = study_config(study, args.profile, args.data_dir)
         runs = importlib.import_module(f"jadv.studies.{study}").training_configs(config)
         for name, cfg in runs.items():
             steps = cost.total_steps(cfg)

@@ -13,7 +13,7 @@ from jadv.data.embedded import load_colored_digits, load_digits
 from jadv.data.idx import read_idx, read_idx_pair
 from jadv.data.image_folder import decode_image_folder, load_image_folder
 from jadv.data.pipeline import device_put_dataset, epoch_batches, num_batches, to_float
-from jadv.data.registry import DATASETS, SPLITS, TRAIN_SIZES, data_roots, load
+from jadv.data.registry import DATASETS, SPLITS, IMAGE_SHAPES, TRAIN_SIZES, data_roots, load
 from jadv.data.synthetic import tsipras
 from jadv.data.tfds_source import load_tfds
 from jadv.data.transforms import binary_task, subset
@@ -24,6 +24,7 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "SPLITS",
+    "IMAGE_SHAPES",
     "TRAIN_SIZES",
     "binary_task",
     "data_roots",

@@ -49,6 +49,9 @@ SPLITS = ("train", "test")
 # step counts can be computed without the data files (jadv.studies.cost)
 TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "colored_mnist": 60000, "cifar10": 50000,
                "cifar100": 50000, "digits": 1438, "colored_digits": 1438}
+# image shape (H, W, C) of each dataset's examples
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "colored_mnist": (28, 28, 3),
+                "cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "digits": (8, 8, 1), "colored_digits": (32, 32, 3)}
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

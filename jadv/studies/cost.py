@@ -118,14 +118,12 @@ def model_forward_flops(cfg) -> float:
     return forward_flops(model, variables, (2, *shape))
 
 
-_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "colored_mnist": (28, 28, 3),
-           "cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "digits": (8, 8, 1), "colored_digits": (32, 32, 3)}
-
-
 def _input_shape(cfg) -> tuple:
-    if cfg.dataset not in _SHAPES:
+    from jadv.data import IMAGE_SHAPES
+
+    if cfg.dataset not in IMAGE_SHAPES:
         raise ValueError(f"no input shape known for dataset {cfg.dataset!r}")
-    return _SHAPES[cfg.dataset]
+    return IMAGE_SHAPES[cfg.dataset]
 
 
 def abstract_train_step(cfg, batch_size: int | None = None) -> dict:
