@@ -204,3 +204,18 @@ def test_crop_flip_errors(key):
         D.random_crop_flip(key, jnp.zeros((1, 4, 4, 3), jnp.uint8))
     with pytest.raises(ValueError, match="padding must be >= 0"):
         D.random_crop_flip(key, jnp.zeros((1, 4, 4, 3)), padding=-1)
+
+
+@pytest.mark.parametrize("remainder", ["drop", "pad"])
+def test_epoch_rows_are_the_same_rows_of_the_full_batches(key, remainder):
+    images = np.arange(50 * 2, dtype=np.uint8).reshape(50, 2, 1, 1)
+    labels = np.arange(50, dtype=np.int32)
+    full = list(D.epoch_batches(images, labels, batch_size=8, key=key, remainder=remainder))
+    part = list(D.epoch_batches(images, labels, batch_size=8, key=key, remainder=remainder, rows=(2, 6)))
+    assert len(part) == len(full)
+    for f, p in zip(full, part):
+        for k in ("image", "label", "mask"):
+            np.testing.assert_array_equal(np.asarray(p[k]), np.asarray(f[k])[2:6])
+    for bad in [(0, 0), (3, 2), (-1, 4), (0, 9)]:
+        with pytest.raises(ValueError, match="rows must be"):
+            next(D.epoch_batches(images, labels, batch_size=8, key=key, rows=bad))

@@ -93,3 +93,34 @@ def test_replicated_state_and_sharded_batch_placement(key):
     assert batch["image"].addressable_shards[0].data.shape == (2, 2)
     with pytest.raises(ValueError, match="not divisible by the number of devices 8"):
         sharding.shard_batch({"image": np.zeros((12, 2), np.float32)}, mesh)
+
+
+def test_one_process_feeds_every_row_and_local_batches_are_checked():
+    mesh = sharding.make_mesh(4)
+    assert sharding.process_rows(mesh, 16) == (0, 16)
+    with pytest.raises(ValueError, match="not divisible"):
+        sharding.process_rows(mesh, 10)
+    batch = {"image": np.zeros((16, 2), np.float32), "label": np.arange(16)}
+    placed = sharding.shard_batch(batch, mesh, global_size=16)
+    np.testing.assert_array_equal(sharding.to_host(placed["label"]), np.arange(16))
+    with pytest.raises(ValueError, match="expected 16"):
+        sharding.shard_batch({"label": np.arange(8)}, mesh, global_size=16)
+    assert sharding.is_primary()
+
+
+def test_distributed_initialize_rejects_bad_arguments_before_starting():
+    with pytest.raises(ValueError, match="needs num_processes and process_id"):
+        sharding.initialize("127.0.0.1:1234")
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        sharding.initialize("localhost", 2, 0)
+    with pytest.raises(ValueError, match=r"process_id must be in \[0, 2\)"):
+        sharding.initialize("127.0.0.1:1234", 2, 2)
+
+
+def test_studies_refuse_to_run_under_several_processes(monkeypatch):
+    from jadv.studies import common, tradeoff
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(RuntimeError, match="not multi-process programs"):
+        common.check_single_process("tradeoff")
+    with pytest.raises(RuntimeError, match="study 'tradeoff'"):
+        tradeoff.run(None, "/nonexistent")

@@ -32,7 +32,7 @@ import numpy as np
 from jadv._checks import check_choice, check_norm, check_positive_int
 from jadv._typing import ArrayLike, PyTree
 from jadv.attacks._validate import check_eps, check_images_np, check_key, check_labels_np, num_classes
-from jadv.attacks.evaluate import _bind, _padded_batches, check_attack_output, check_perturbations, make_placer
+from jadv.attacks.evaluate import _bind, _padded_batches, check_attack_output, check_perturbations, fetch, make_placer
 from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
 from jadv.attacks.specs import make_attack
 
@@ -135,10 +135,10 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
     k_check = jax.random.fold_in(key, len(named))
     for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
         xb = put(x[idx])
-        pred[idx[:m]] = np.asarray(predict(params, xb))[:m]
+        pred[idx[:m]] = fetch(predict(params, xb))[:m]
         if checks:
             zg = zero_grad_fn(params, xb, put(y[idx]), jax.random.fold_in(k_check, bi))
-            n_zero_grad += int(np.asarray(zg)[:m].sum())
+            n_zero_grad += int(fetch(zg)[:m].sum())
     robust = pred == y
     clean_acc = float(robust.mean())
     x_adv = x.copy()
@@ -159,8 +159,8 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
         bs = attack_batch_size(len(todo), batch_size, jax.device_count() if shard else 1)
         for bi, (idx, m) in enumerate(_padded_batches(todo, bs)):
             xa, broken = run(params, put(x[idx]), put(y[idx]), jax.random.fold_in(ka, bi))
-            xa = np.asarray(xa)[:m]
-            broken = np.asarray(broken)[:m]
+            xa = fetch(xa)[:m]
+            broken = fetch(broken)[:m]
             real = idx[:m]
             x_adv[real[broken]] = xa[broken]
             robust[real[broken]] = False

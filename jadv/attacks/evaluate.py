@@ -40,17 +40,26 @@ class AttackCheckError(AssertionError):
 
 
 def make_placer(shard: bool, batch_size: int):
-    """Return ``put(array)``: with ``shard=True`` batches are split over all devices along a "data" mesh
-    axis (``NamedSharding(mesh, P("data"))``; the attacks are per-example so jit partitions them), else
-    arrays go to the default device. A batch size not divisible by the device count is a ValueError."""
+    """Return ``put(array)``: with ``shard=True`` batches are split over all devices -- of every
+    process under ``jax.distributed`` -- along a "data" mesh axis (``NamedSharding(mesh,
+    P("data"))``; the attacks are per-example so jit partitions them; each process places only
+    its rows), else arrays go to the default device. Read results back with :func:`fetch`. A
+    batch size not divisible by the device count is a ValueError."""
     if not shard:
         return jnp.asarray
+    from jadv.train import sharding  # jadv.train imports the attacks
     n = jax.device_count()
     if batch_size % n:
         raise ValueError(f"batch_size {batch_size} must be divisible by the number of devices ({n}) when shard=True")
-    mesh = jax.make_mesh((n,), ("data",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return lambda a: jax.device_put(np.asarray(a), sharding)
+    mesh = sharding.make_mesh()
+    return lambda a: sharding.shard_batch(np.asarray(a), mesh)
+
+
+def fetch(a) -> np.ndarray:
+    """An attack's output as numpy, all of it in every process (batch-sharded outputs of a
+    multi-process run are gathered: every process must call this)."""
+    from jadv.train import sharding
+    return sharding.to_host(a)
 
 
 def _bind(logits_fn, params):
@@ -213,16 +222,16 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
     n_batches = math.ceil(n / batch_size)
     for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
         xb, yb = put(x[idx]), put(y[idx])
-        clean[idx[:m]] = np.asarray(clean_fn(params, xb, yb))[:m]
+        clean[idx[:m]] = fetch(clean_fn(params, xb, yb))[:m]
         kb = jax.random.fold_in(key, bi)
         if checks:
-            n_zero_grad += int(np.asarray(zero_grad_fn(params, xb, yb, jax.random.fold_in(kb, len(names))))[:m].sum())
+            n_zero_grad += int(fetch(zero_grad_fn(params, xb, yb, jax.random.fold_in(kb, len(names))))[:m].sum())
         still = clean[idx[:m]].copy()
         for j, (nm, run) in enumerate(zip(names, runs)):
             ts = time.time()
             xa, ok = run(params, xb, yb, jax.random.fold_in(kb, j))
-            xa = np.asarray(xa)[:m]
-            ok = np.asarray(ok)[:m]
+            xa = fetch(xa)[:m]
+            ok = fetch(ok)[:m]
             times[nm] += time.time() - ts
             eps, norm = threats[j]
             st = check_perturbations(x[idx[:m]], xa, eps=eps, norm=norm or "linf", tol=tol, name=nm)

@@ -138,7 +138,8 @@ def _epoch_order(key, *, n, total, shuffle):
 
 def epoch_batches(images: ArrayLike, labels: ArrayLike, *, batch_size: int, key: jax.Array | None = None,
                   remainder: str = "drop", shuffle: bool = True,
-                  sharding: jax.sharding.Sharding | None = None) -> Iterator[dict[str, jax.Array]]:
+                  sharding: jax.sharding.Sharding | None = None,
+                  rows: tuple[int, int] | None = None) -> Iterator[dict[str, jax.Array]]:
     """Yield one epoch of fixed-shape batches, gathered on device.
 
     Args:
@@ -153,13 +154,17 @@ def epoch_batches(images: ArrayLike, labels: ArrayLike, *, batch_size: int, key:
       sharding: optional output sharding of every batch array (e.g. ``NamedSharding(mesh,
         P("data"))``); ``B`` must divide over its device axis. Default: the default device, or
         replicated over the mesh when ``images`` is sharded with a ``NamedSharding``.
+      rows: ``(start, stop)``: yield only rows ``start:stop`` of every batch (the same examples
+        those rows hold in the full batch): the share one process of a multi-process run feeds
+        (:func:`jadv.train.sharding.process_rows`). Default: all ``B`` rows.
 
     Yields:
-      dicts ``{"image": [B, ...] (dtype of images), "label": int32 [B], "mask": bool [B]}``. The
+      dicts ``{"image": [B, ...] (dtype of images), "label": int32 [B], "mask": bool [B]}`` (``B``
+      = ``stop - start`` with ``rows``). The
       gather is one jitted program per batch shape, so it compiles once.
 
     Raises:
-      ValueError: length mismatch, bad ``batch_size`` (< 1, or > N with ``"drop"``), unknown
+      ValueError: length mismatch, bad ``batch_size`` (< 1, or > N with ``"drop"``) or ``rows``, unknown
         ``remainder``, missing key with ``shuffle=True``, a batch that does not divide over the
         sharding. TypeError: non-integer labels.
     """
@@ -174,7 +179,10 @@ def epoch_batches(images: ArrayLike, labels: ArrayLike, *, batch_size: int, key:
     steps = num_batches(n, batch_size, remainder)
     if shuffle and key is None:
         raise ValueError("epoch_batches needs key=jax.random.key(...) when shuffle=True")
-    _check_sharding_divides(sharding, batch_size, "batch_size")
+    lo, hi = (0, batch_size) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= lo < hi <= batch_size:
+        raise ValueError(f"rows must be (start, stop) with 0 <= start < stop <= batch_size={batch_size}, got {rows}")
+    _check_sharding_divides(sharding, hi - lo, "batch_size" if rows is None else "rows per batch")
     images = images if isinstance(images, jax.Array) else jax.device_put(images)
     labels = labels if isinstance(labels, jax.Array) else jax.device_put(labels)
     if labels.dtype != jnp.int32:
@@ -183,4 +191,4 @@ def epoch_batches(images: ArrayLike, labels: ArrayLike, *, batch_size: int, key:
     order, valid = _epoch_order(key if shuffle else jax.random.key(0), n=n, total=total, shuffle=shuffle)
     fn = _gather_fn(_output_sharding(images, sharding))
     for i in range(steps):
-        yield fn(images, labels, order, valid, np.int32(i * batch_size), batch_size=batch_size)
+        yield fn(images, labels, order, valid, np.int32(i * batch_size + lo), batch_size=hi - lo)

@@ -69,6 +69,20 @@ def read_json(path: str):
         return json.load(f)
 
 
+def check_single_process(study: str) -> None:
+    """RuntimeError when called under a multi-process ``jax.distributed`` run. The studies are
+    single-process programs: they train many models one after the other, write parts, records
+    and figures at every stage, and run host-side analyses (Hessian solvers, filter metrics,
+    plots) between trainings; a multi-process version would need every one of those steps made
+    collective. Train a study's models across processes with ``experiments/train.py`` instead."""
+    import jax
+    if jax.process_count() > 1:
+        raise RuntimeError(f"study {study!r} runs in one process (this is process {jax.process_index()} of "
+                           f"{jax.process_count()}): the studies are not multi-process programs; use one "
+                           "process per study (all of its local devices), or train single models across "
+                           "processes with experiments/train.py")
+
+
 def cached_part(workdir: str, name: str, compute: Callable[[], dict]) -> dict:
     """Return ``workdir/parts/<name>.json`` if it exists, else compute, save and return it."""
     path = os.path.join(workdir, "parts", f"{name}.json")

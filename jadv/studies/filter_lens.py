@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from jadv.analysis import DEPTH_GROUPS, aggregate_by_depth, distribution_shift, filters_of, layer_metrics
-from jadv.studies.common import batched, cached_part, claim, finish, train_model
+from jadv.studies.common import batched, cached_part, check_single_process, claim, finish, train_model
 from jadv.studies.gates import check_gates, check_spec, init_cosine
 
 __all__ = ["training_configs", "run", "claims", "model_configs", "depth_metrics", "distribution_shift_by_depth",
@@ -506,6 +506,7 @@ def run(config, workdir: str) -> dict:
       ``gate_measurements`` (per model name, :func:`gate_measurement`: clean and PGD accuracy
       and the largest init cosine over the first conv and the last decile).
     """
+    check_single_process("filter_lens")
     from jadv.viz.filters import plot_depth_metrics
 
     os.makedirs(workdir, exist_ok=True)

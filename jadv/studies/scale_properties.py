@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadv.studies.common import batched, cached_part, claim, finish, monotone, train_model
+from jadv.studies.common import (batched, cached_part, check_single_process, claim,
+                                 finish, monotone, train_model)
 from jadv.studies.gates import check_gates, check_spec
 
 STUDY = "scale_properties"
@@ -375,6 +376,7 @@ def run(config, workdir: str) -> dict:
         ``gate_measurements`` (:func:`gate_measurements`) and ``alp`` when trained) and
         ``claims.json`` (each claim with its gate records).
     """
+    check_single_process("scale_properties")
     from jadv import data as jdata
 
     gate_specs(config)

@@ -42,7 +42,7 @@ from jadv import data as jdata
 from jadv.analysis import (channel_distance_histogram, channel_distances, grayscale_images, layer_metrics,
                            near_equal_share, sketch_images)
 from jadv.attacks import pgd
-from jadv.studies.common import batched, cached_part, claim, finish, train_model
+from jadv.studies.common import batched, cached_part, check_single_process, claim, finish, train_model
 from jadv.studies.gates import check_gates, check_spec, init_cosine
 
 __all__ = ["training_configs", "STUDY", "VARIANTS", "training_config", "gate_specs", "conv1_channel_stats", "image_variants",
@@ -572,6 +572,7 @@ def run(config, workdir: str) -> dict:
       ``models`` (per model: distances, histograms, near-equal counts, accuracies, kept, robust,
       train metrics, objective, ``gate_measured``), ``table``, ``spearman`` and ``filter_metrics``.
     """
+    check_single_process("sketchy_channels")
     _check_datasets(config)
     for dataset in config.datasets:
         gate_specs(config, dataset)

@@ -8,6 +8,10 @@ were damaged later (truncated, garbled) is skipped by
 :meth:`Checkpointer.restore_latest_complete`, which falls back to the newest one that restores.
 A ``checkpoint_meta.json`` beside the checkpoints records the model's parameter structure;
 restoring into a state of a different model raises a ``ValueError`` that names the mismatch.
+
+With several processes (``jax.distributed``) every process calls ``save`` and ``restore`` (orbax
+coordinates them and writes each replicated array once); only the primary process writes
+``checkpoint_meta.json`` and moves damaged checkpoints aside.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jadv._io import atomic_write_json
+from jadv.train import sharding
 
 
 def _structure(tree) -> dict[str, list[int]]:
@@ -92,7 +97,8 @@ class Checkpointer:
     def _write_best_value(self, step: int, value: float) -> None:
         meta = self._read_meta()
         meta["best"] = {"step": step, "metric": self.best_metric, "value": value}
-        atomic_write_json(self._meta_path, meta)
+        if sharding.is_primary():
+            atomic_write_json(self._meta_path, meta)
 
     def best_value(self) -> float | None:
         """The metric of the best checkpoint: as orbax stored it with that checkpoint (right even
@@ -117,7 +123,7 @@ class Checkpointer:
     def _write_meta(self, tree) -> None:
         meta = self._read_meta()
         structure = _structure({"params": tree["params"], "batch_stats": tree["batch_stats"]})
-        if "structure" not in meta:
+        if "structure" not in meta and sharding.is_primary():
             meta["structure"] = structure
             atomic_write_json(self._meta_path, meta)
 
@@ -176,9 +182,11 @@ class Checkpointer:
             except Exception as err:  # noqa: BLE001 - damaged files raise many kinds of errors
                 skipped.append((int(step), _reason(err.__cause__ or err)))
                 continue
-            for bad, _ in skipped:
-                self._set_aside(bad)
+            if sharding.is_primary():
+                for bad, _ in skipped:
+                    self._set_aside(bad)
             if skipped:
+                sharding.barrier("jadv.checkpoint: damaged checkpoints set aside")
                 self._last.reload()
             return restored, skipped
         if skipped:

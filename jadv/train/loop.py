@@ -146,9 +146,10 @@ def evaluate(state: TrainState, eval_step: Callable, ds: jdata.Dataset, *, batch
     batch_size = _round_up(batch_size, mesh.devices.size)
     images, labels = jax.device_put(ds.images), jax.device_put(ds.labels)
     totals = {"correct": 0, "count": 0, "loss_sum": 0.0}
+    rows = sharding.process_rows(mesh, batch_size)
     for batch in jdata.epoch_batches(images, labels, batch_size=batch_size, key=None,
-                                     remainder="pad", shuffle=False):
-        out = jax.device_get(eval_step(state, sharding.shard_batch(batch, mesh)))
+                                     remainder="pad", shuffle=False, rows=rows):
+        out = sharding.to_host(eval_step(state, sharding.shard_batch(batch, mesh, global_size=batch_size)))
         for k in totals:
             totals[k] += out[k].item()
     return {"accuracy": totals["correct"] / totals["count"],
@@ -167,11 +168,12 @@ class MetricsWriter:
     ``os.replace``), so a kill while it is rewritten leaves the old file. A final line that is not
     complete JSON (the run was killed while appending it) is dropped with a warning; a damaged
     line before the last one is a ``ValueError`` naming it (that is not what a kill leaves).
+    ``enabled=False`` (the non-primary processes of a multi-process run) writes nothing.
     """
 
-    def __init__(self, path: str, resume_step: int):
-        self.path = path
-        if not os.path.exists(path):
+    def __init__(self, path: str, resume_step: int, *, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        if not enabled or not os.path.exists(path):
             return
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", errors="replace")
@@ -199,6 +201,8 @@ class MetricsWriter:
             atomic_write_text(path, "".join(keep))
 
     def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -360,6 +364,10 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                         allow_config_change: bool) -> dict:
     os.makedirs(workdir, exist_ok=True)
     t_start = time.time()
+    # with several processes (jax.distributed) every process runs this loop on its share of each
+    # batch and only the primary one writes the workdir's files and prints
+    primary = sharding.is_primary()
+    say = print if primary else _quiet
     train, val, test = load_splits(config)
     config = resolve_config(config, train)
     changes = _check_config_change(workdir, config, allow_config_change)
@@ -385,7 +393,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                       f"{int(restored.step)} instead", stacklevel=2)
     if restored is not None:
         state = restored
-        print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
+        say(f"resumed from step {int(state.step)} in {workdir}", flush=True)
     start_step = int(state.step)
     stop_marker = os.path.join(workdir, "early_stop.json")
     stopped = None
@@ -394,14 +402,17 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
             stopped = json.load(f)
         start_step = int(stopped["step"])
     state = sharding.replicate(state, mesh)
-    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step)
-    if changes:
+    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step, enabled=primary)
+    if changes and primary:
         archived = _archive_config(workdir, start_step)
         writer.write({"step": start_step, "kind": "config_change", "config_change": changes,
                       "previous_config": archived})
         print(f"config changed at step {start_step} ({', '.join(changes)}); old config kept as "
               f"{archived}", flush=True)
-    atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
+    if primary:
+        atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
+    # the other processes read metrics.jsonl (early stop) only after the primary has trimmed it
+    sharding.barrier("jadv.train: workdir set up")
     writer.write({"step": start_step, "kind": "setup", "objective": objective.name,
                   **{f"objective.{k}": v for k, v in objective.settings.items()},
                   "eval_bn_set": config.eval_bn_set, "robust_eval": config.robust_eval.to_dict(),
@@ -426,6 +437,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
             robust_sets.append(("test_subset_robust",
                                 _take(test, np.arange(min(int(re.test_examples), len(test))), test.split)))
     train_images, train_labels = jax.device_put(train.images), jax.device_put(train.labels)
+    train_rows = sharding.process_rows(mesh, int(config.batch_size))
 
     def run_eval(step: int, epoch: float, **fields) -> dict:
         record = {"step": step, "epoch": epoch, "kind": "eval", **fields}
@@ -438,7 +450,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
             record[f"{name}_accuracy"] = res["robust_accuracy"]
             record[f"{name}_count"] = res["count"]
         writer.write(record)
-        print(f"eval step {step} epoch {epoch:.2f}: " + ", ".join(
+        say(f"eval step {step} epoch {epoch:.2f}: " + ", ".join(
             f"{k} {v:.4f}" for k, v in record.items() if k.endswith(("accuracy", "loss"))), flush=True)
         return record
 
@@ -476,13 +488,15 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
         epoch = step // steps_per_epoch
         skip = step - epoch * steps_per_epoch
         batches = jdata.epoch_batches(train_images, train_labels, batch_size=config.batch_size,
-                                      key=jax.random.fold_in(data_key, epoch), remainder="drop")
+                                      key=jax.random.fold_in(data_key, epoch), remainder="drop",
+                                      rows=train_rows)
         for i, batch in enumerate(batches):
             if i < skip:
                 continue
             if step >= total_steps:
                 break
-            state, metrics = train_step(state, sharding.shard_batch(batch, mesh), step_key)
+            batch = sharding.shard_batch(batch, mesh, global_size=int(config.batch_size))
+            state, metrics = train_step(state, batch, step_key)
             step += 1
             steps_this_call += 1
             pending.append((step, metrics))
@@ -493,7 +507,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                 record = _summarise(pending, step, steps_per_epoch, float(schedule(step * replays - 1)), rate)
                 pending, last_log_t, last_log_step = [], now, step
                 writer.write(record)
-                print(f"step {step}/{total_steps} epoch {record['epoch']:.2f} loss {record['loss']:.4f} "
+                say(f"step {step}/{total_steps} epoch {record['epoch']:.2f} loss {record['loss']:.4f} "
                       f"acc {record.get('accuracy', record.get('adv_accuracy', float('nan'))):.4f} | "
                       f"{rate:.1f} steps/s | ETA {_format_eta((total_steps - step) / max(rate, 1e-9))}",
                       flush=True)
@@ -510,12 +524,13 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                     state = sharding.replicate(prev, mesh)
                     stopped = {"step": step, "restored_step": int(prev.step), "robust_accuracy": rob,
                                "previous_robust_accuracy": es_prev}
-                    print(f"early stop at step {step}: PGD accuracy on the first batch fell from "
+                    say(f"early stop at step {step}: PGD accuracy on the first batch fell from "
                           f"{es_prev:.3f} to {rob:.3f}; keeping the weights of step {int(prev.step)}", flush=True)
                     last_eval = run_eval(step, step / steps_per_epoch, early_stopped=True,
                                          restored_step=int(prev.step))
                     ckpt.save(step, state, _best_metrics(last_eval))
-                    atomic_write_json(stop_marker, stopped)
+                    if primary:
+                        atomic_write_json(stop_marker, stopped)
                     break
                 es_prev = rob
                 es_ckpt.save(step, state)
@@ -544,9 +559,14 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
     if config.checkpoint.best_metric and ckpt.best_step() is not None:
         results["best_step"] = int(ckpt.best_step())
         results[f"best_{config.checkpoint.best_metric}"] = ckpt.best_value()
-    atomic_write_json(os.path.join(workdir, "results.json"), results)
+    if primary:
+        atomic_write_json(os.path.join(workdir, "results.json"), results)
     ckpt.close()
     return results
+
+
+def _quiet(*args, **kwargs) -> None:
+    """``print`` of the non-primary processes: nothing."""
 
 
 def evaluate_robust(state: TrainState, robust_step: Callable, ds: jdata.Dataset, *, batch_size: int,
@@ -557,9 +577,11 @@ def evaluate_robust(state: TrainState, robust_step: Callable, ds: jdata.Dataset,
     batch_size = _round_up(batch_size, mesh.devices.size)
     images, labels = jax.device_put(ds.images), jax.device_put(ds.labels)
     totals = {"correct": 0, "robust": 0, "count": 0}
+    rows = sharding.process_rows(mesh, batch_size)
     for i, batch in enumerate(jdata.epoch_batches(images, labels, batch_size=batch_size, key=None,
-                                                  remainder="pad", shuffle=False)):
-        out = jax.device_get(robust_step(state, sharding.shard_batch(batch, mesh), jax.random.fold_in(key, i)))
+                                                  remainder="pad", shuffle=False, rows=rows)):
+        batch = sharding.shard_batch(batch, mesh, global_size=batch_size)
+        out = sharding.to_host(robust_step(state, batch, jax.random.fold_in(key, i)))
         for k in totals:
             totals[k] += int(out[k])
     return {"accuracy": totals["correct"] / totals["count"],

@@ -1,9 +1,18 @@
-"""Data parallelism with a 1-D device mesh and ``NamedSharding`` (no pmap).
+"""Data parallelism with a 1-D device mesh and ``NamedSharding`` (no pmap), on one process or
+many (JAX's multi-controller runtime, ``jax.distributed``).
 
 The batch is split along axis 0 over the mesh axis "data"; parameters and optimizer state are
 replicated. The same code runs on one CPU, fake CPU devices (``--xla_force_host_platform_device_count``),
-a GPU or a TPU slice; on several hosts call ``jax.distributed.initialize()`` first and every
-process feeds its own slice of the global batch.
+a GPU, a TPU slice, or several hosts:
+
+* every process calls :func:`initialize` (``jax.distributed.initialize`` plus the CPU collectives
+  setting) before anything else touches JAX;
+* the mesh spans every device of every process (devices are ordered by process, so each
+  process's devices hold one contiguous block of rows of a global batch);
+* each process feeds only its rows of each global batch (:func:`process_rows`, then
+  :func:`shard_batch` with ``global_size``), and reads replicated results (metrics, parameters)
+  from its own devices;
+* only the primary process (:func:`is_primary`, process 0) writes files.
 """
 from __future__ import annotations
 
@@ -16,13 +25,64 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
+               *, local_devices: int | None = None, cpu_collectives: str = "gloo") -> None:
+    """Join a multi-process run (call once per process, before any other JAX work).
+
+    Args:
+      coordinator: ``"HOST:PORT"`` of process 0's coordination service (every process passes the
+        same). ``None``: JAX finds the cluster itself (Cloud TPU, SLURM, Open MPI, or the
+        ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables).
+      num_processes, process_id: the run's size and this process's rank (``0 <= process_id <
+        num_processes``); ``None`` with ``coordinator=None`` as above.
+      local_devices: CPU only: how many CPU devices this process exposes (``jax_num_cpu_devices``;
+        e.g. 2 processes x 2 devices on one machine). Ignored on GPU/TPU.
+      cpu_collectives: the CPU cross-process collectives (``"gloo"``; without one, CPU processes
+        cannot all-reduce across each other). Set whether or not the run is on CPU: it only
+        affects the CPU backend.
+
+    Raises:
+      ValueError: ``process_id`` outside ``[0, num_processes)``, or ``coordinator`` given without
+        ``num_processes`` and ``process_id``.
+    """
+    if coordinator is not None:
+        if num_processes is None or process_id is None:
+            raise ValueError("a coordinator address needs num_processes and process_id too "
+                             "(--num_processes N --process_id I)")
+        if not isinstance(coordinator, str) or ":" not in coordinator:
+            raise ValueError(f"coordinator must be 'HOST:PORT', got {coordinator!r}")
+    if num_processes is not None and process_id is not None and not 0 <= int(process_id) < int(num_processes):
+        raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}")
+    jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+    if local_devices is not None:
+        jax.config.update("jax_num_cpu_devices", int(local_devices))
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
+
+
+def is_primary() -> bool:
+    """True in the process that writes files (process 0; always True without jax.distributed)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches this point (no-op on one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D mesh over the first ``num_devices`` devices (all of them by default)."""
+    """A 1-D mesh over the first ``num_devices`` devices (all of them by default). With several
+    processes the mesh must span all of them (every process feeds its devices' rows)."""
     devices = jax.devices()
     if num_devices is None:
         num_devices = len(devices)
     if not 1 <= num_devices <= len(devices):
         raise ValueError(f"num_devices must be in [1, {len(devices)}] (devices available), got {num_devices}")
+    if jax.process_count() > 1 and num_devices != len(devices):
+        raise ValueError(f"with {jax.process_count()} processes the mesh spans all {len(devices)} devices; "
+                         f"num_devices={num_devices} would leave processes without devices (use None)")
     return Mesh(np.asarray(devices[:num_devices]), (DATA_AXIS,))
 
 
@@ -44,18 +104,70 @@ def check_divisible(batch_size: int, mesh: Mesh) -> None:
                          f"use a multiple of {n} or fewer devices")
 
 
-def shard_batch(batch: Any, mesh: Mesh) -> Any:
-    """Place every array of a batch (a pytree with leading axis B) on the mesh, split over B."""
+def process_rows(mesh: Mesh, batch_size: int) -> tuple[int, int]:
+    """``(start, stop)``: the rows of a global batch of ``batch_size`` that this process feeds
+    (those its devices hold under :func:`batch_sharding`); ``(0, batch_size)`` on one process.
+
+    Raises:
+      ValueError: ``batch_size`` does not divide over the mesh, or this process's devices do not
+        hold one contiguous block of rows (a mesh whose devices are not ordered by process).
+    """
+    check_divisible(batch_size, mesh)
+    if jax.process_count() == 1:
+        return 0, batch_size
+    index = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+    spans = sorted((s[0].indices(batch_size)[:2] for s in index.values()))
+    if not spans:
+        raise ValueError(f"process {jax.process_index()} has no device in the mesh")
+    for (_, stop), (start, _) in zip(spans, spans[1:]):
+        if start != stop:
+            raise ValueError(f"the devices of process {jax.process_index()} hold rows {spans} of the batch, "
+                             "not one contiguous block; order the mesh's devices by process")
+    return spans[0][0], spans[-1][1]
+
+
+def shard_batch(batch: Any, mesh: Mesh, *, global_size: int | None = None) -> Any:
+    """Place every array of a batch (a pytree with leading axis B) on the mesh, split over B.
+
+    ``global_size=None``: ``batch`` is the whole global batch (with several processes each takes
+    its rows of it). ``global_size=G``: ``batch`` holds only this process's rows of a global batch
+    of ``G`` rows (``process_rows(mesh, G)``), as each process of a multi-process run loads them.
+    """
     leaves = jax.tree_util.tree_leaves(batch)
-    if leaves:
-        check_divisible(leaves[0].shape[0], mesh)
+    if not leaves:
+        return batch
+    size = leaves[0].shape[0] if global_size is None else int(global_size)
+    start, stop = process_rows(mesh, size)
+    local = stop - start if global_size is not None else size
+    for leaf in leaves:
+        if leaf.shape[0] != local:
+            raise ValueError(f"batch arrays have {leaf.shape[0]} rows, expected {local} "
+                             f"(rows {start}:{stop} of a global batch of {size})")
     sharding = batch_sharding(mesh)
-    if jax.process_count() > 1:
-        return jax.tree_util.tree_map(
-            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
-    return jax.device_put(batch, sharding)
+    if jax.process_count() == 1:
+        return jax.device_put(batch, sharding)
+    if global_size is None:
+        batch = jax.tree_util.tree_map(lambda x: x[start:stop], batch)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x), (size, *x.shape[1:])), batch)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Replicate a pytree (parameters, optimizer state) on every device of the mesh."""
+    """Replicate a pytree (parameters, optimizer state) on every device of the mesh (with several
+    processes every process passes the same values)."""
+    if jax.process_count() > 1:
+        tree = jax.device_get(tree)
     return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def to_host(x: Any) -> Any:
+    """A pytree of (possibly multi-process) arrays as numpy, the whole array in every process:
+    replicated or process-local arrays are read locally, batch-sharded ones gathered from all
+    processes (a collective: every process must call it)."""
+    def fetch(a):
+        if not isinstance(a, jax.Array) or a.is_fully_addressable or a.is_fully_replicated:
+            return np.asarray(a)
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return jax.tree_util.tree_map(fetch, x)
+

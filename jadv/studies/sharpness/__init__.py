@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jadv.studies.common import cached_part, finish, to_jsonable, train_model
+from jadv.studies.common import cached_part, check_single_process, finish, to_jsonable, train_model
 from jadv.studies.sharpness.measure import (adversarial_hessian, adversarial_spectral_density, binary_features,
                                             clean_and_robust_accuracy, landscape_curves, local_curvature,
                                             logistic_sharpness, pgd_attack, toy_data)
@@ -89,6 +89,7 @@ def run(config, workdir: str) -> dict:
       ``logistic_<dataset>_<norm>`` per sweep (lists over eps) and ``network`` (``setup``: the
       measurement protocol, ``models``: one row per model tag, ``density``).
     """
+    check_single_process("sharpness")
     from jadv.studies.sharpness import plots
 
     check_config_gates(config)

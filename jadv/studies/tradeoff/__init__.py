@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 
-from jadv.studies.common import cached_part, finish
+from jadv.studies.common import cached_part, check_single_process, finish
 from jadv.studies.tradeoff.linear import binary_5_vs_7, binary_measurements, linear_accuracies, train_linear_many
 from jadv.studies.tradeoff.sweeps import (SALIENCY_FIGURES, SWEEP_RECIPE_FIELDS, evaluate_many, gated_sweep_models,
                                           load_sweep_params, plot_sweeps, saliency_measurements, sweep_data,
@@ -146,6 +146,7 @@ def run(config, workdir: str) -> dict:
     :func:`sweep_gate_measurements`) and ``wall_time_s_this_call`` (seconds per part; ~0 for a
     part read from the cache).
     """
+    check_single_process("tradeoff")
     _check_gates(config)
     os.makedirs(os.path.join(workdir, "parts"), exist_ok=True)
     timings = {}

@@ -1,0 +1,89 @@
+"""One process of the multi-process tests (tests/test_multihost.py); not collected by pytest.
+
+    python tests/multihost_worker.py WORKDIR PROCESS_ID NUM_PROCESSES PORT [--slow SECONDS] [--no-eval]
+
+Joins a ``jax.distributed`` run on 127.0.0.1:PORT with 2 CPU devices, trains :func:`config`
+(PGD-AT on digits, batch norm) into WORKDIR, then evaluates PGD and a custom
+AutoAttack with ``shard=True``. Each process records the labels and image checksums of the rows
+it fed (``WORKDIR/fed.<process>.json``, test-only files); process 0 writes ``eval.json``.
+``--slow`` sleeps before every train step (so the test can kill the processes mid-run);
+``--no-eval`` stops after training.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+LOCAL_DEVICES = 2
+
+
+def config():
+    """The run both the 1-process and the multi-process tests train (global batch 16)."""
+    from jadv import train
+    c = train.base_config()
+    c.dataset = "digits"
+    c.model.name = "small_cnn"
+    c.model.kwargs = {"conv1_filters": 16, "widths": (), "hidden": 32, "norm": "batch"}
+    c.batch_size = 16
+    c.train_size = 160
+    c.test_size = 40
+    c.num_steps = 30
+    c.log_every_steps = 5
+    c.checkpoint.every_steps = 5
+    c.optimizer.update(lr=0.1, schedule="cosine", weight_decay=5e-4)
+    c.objective.update(name="pgd_at", eps=0.02, steps=2, norm="linf")
+    c.num_devices = None
+    return c
+
+
+def evaluation(model_fn, x, y, key):
+    """The evaluation both tests run: PGD-5 (robust_accuracy) and APGD-CE + Square (autoattack)."""
+    from jadv import attacks
+    pgd = attacks.robust_accuracy(model_fn, x, y, [{"name": "pgd", "eps": 0.03, "step_size": 0.01, "steps": 5}],
+                                  key=key, batch_size=8, progress=False, shard=True)
+    _, aa = attacks.autoattack(model_fn, x, y, key=key, eps=0.03, version="custom", batch_size=8,
+                               attacks=[{"name": "apgd-ce", "steps": 10}, {"name": "square", "queries": 20}],
+                               verbose=False, checks=False, shard=True)
+    return {"pgd_robust": pgd["robust"].tolist(), "pgd_clean": pgd["clean_accuracy"],
+            "aa_robust": aa["robust"].tolist(), "aa_clean": aa["clean_accuracy"]}
+
+
+def main(argv):
+    workdir, pid, nproc, port = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    slow = float(argv[argv.index("--slow") + 1]) if "--slow" in argv else 0.0
+    from jadv.train import sharding
+    sharding.initialize(f"127.0.0.1:{port}", nproc, pid, local_devices=LOCAL_DEVICES)
+    import jax
+    from jadv import data as jdata
+    from jadv import train
+
+    fed = []
+    original = sharding.shard_batch
+
+    def recording(batch, mesh, *, global_size=None):
+        if global_size == config().batch_size and "label" in batch:
+            fed.append({"labels": np.asarray(batch["label"]).tolist(),
+                        "image_sums": np.asarray(batch["image"]).reshape(len(batch["label"]), -1)
+                        .sum(1, dtype=np.int64).tolist()})
+            time.sleep(slow)
+        return original(batch, mesh, global_size=global_size)
+
+    sharding.shard_batch = recording
+    results = train.train_and_evaluate(config(), workdir)
+    with open(os.path.join(workdir, f"fed.{pid}.json"), "w") as f:
+        json.dump(fed, f)
+    if "--no-eval" in argv:
+        return
+    model, variables, _ = train.load_trained(workdir)
+    test = jdata.load("digits", "test")
+    x, y = jdata.to_float(test.images[:40]), test.labels[:40]
+    out = evaluation(lambda xb: model.apply(variables, xb, train=False), np.asarray(x), y, jax.random.key(3))
+    if pid == 0:
+        with open(os.path.join(workdir, "eval.json"), "w") as f:
+            json.dump({"results": results, **out}, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
