@@ -5,7 +5,8 @@
 Joins a ``jax.distributed`` run on 127.0.0.1:PORT with 2 CPU devices, trains :func:`config`
 (PGD-AT on digits, batch norm) into WORKDIR, then evaluates PGD and a custom
 AutoAttack with ``shard=True``. Each process records the labels and image checksums of the rows
-it fed (``WORKDIR/fed.<process>.json``, test-only files); process 0 writes ``eval.json``.
+it fed (``WORKDIR/fed.<process>.json``, test-only files); process 0 writes ``eval.json`` and
+``experiments/evaluate.py``'s ``eval_cli.json``.
 ``--slow`` sleeps before every train step (so the test can kill the processes mid-run);
 ``--no-eval`` stops after training.
 """
@@ -50,6 +51,20 @@ def evaluation(model_fn, x, y, key):
             "aa_robust": aa["robust"].tolist(), "aa_clean": aa["clean_accuracy"]}
 
 
+# experiments/evaluate.py's evaluation both tests run (process 0 writes WORKDIR/eval_cli.json)
+EVALUATE_ARGS = {"suite": "pgd", "eps": 0.03, "steps": 5, "restarts": 2, "n_test": 40, "batch_size": 8}
+
+
+def evaluate_cli():
+    """The module of experiments/evaluate.py."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "evaluate.py")
+    spec = importlib.util.spec_from_file_location("jadv_evaluate_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv):
     workdir, pid, nproc, port = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     slow = float(argv[argv.index("--slow") + 1]) if "--slow" in argv else 0.0
@@ -80,6 +95,9 @@ def main(argv):
     test = jdata.load("digits", "test")
     x, y = jdata.to_float(test.images[:40]), test.labels[:40]
     out = evaluation(lambda xb: model.apply(variables, xb, train=False), np.asarray(x), y, jax.random.key(3))
+    report = evaluate_cli().evaluate_workdir(workdir, shard=True, **EVALUATE_ARGS,
+                                             out=os.path.join(workdir, "eval_cli.json"))
+    out["cli_robust_accuracy"] = report["robust_accuracy"]
     if pid == 0:
         with open(os.path.join(workdir, "eval.json"), "w") as f:
             json.dump({"results": results, **out}, f)

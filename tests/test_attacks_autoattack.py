@@ -178,6 +178,16 @@ def test_sharded_evaluation_matches_single_device(setup, key):
     _, rep = A.autoattack(f, x, y, key=key, eps=0.05, version="custom", attacks=[attacks[1]], batch_size=n,
                           shard=True, verbose=False, checks=False)
     assert abs(rep["robust_accuracy"] - a["per_attack"]["pgd"]) <= 1 / len(x) + 1e-12
+    # parameters passed as jit arguments (params=, as experiments/evaluate.py does) live on one
+    # device; with shard=True they are replicated over the batch's devices
+    _, _, _, params, apply = setup
+    params = jax.device_put(params, jax.devices()[0])
+    c = A.robust_accuracy(apply, x, y, attacks, key=key, batch_size=n, progress=False, shard=True, params=params)
+    assert c["clean_accuracy"] == a["clean_accuracy"]
+    assert abs(c["robust_accuracy"] - a["robust_accuracy"]) <= 1 / len(x) + 1e-12
+    _, rep = A.autoattack(apply, x, y, key=key, eps=0.05, version="custom", attacks=[attacks[1]], batch_size=n,
+                          shard=True, verbose=False, checks=False, params=params)
+    assert abs(rep["robust_accuracy"] - a["per_attack"]["pgd"]) <= 1 / len(x) + 1e-12
 
 
 @pytest.mark.slow

@@ -78,6 +78,8 @@ def runs(tmp_path_factory):
     test = jdata.load("digits", "test")
     ref_eval = worker.evaluation(lambda xb: model.apply(variables, xb, train=False),
                                  np.asarray(jdata.to_float(test.images[:40])), test.labels[:40], jax.random.key(3))
+    ref_eval["cli"] = worker.evaluate_cli().evaluate_workdir(ref, **worker.EVALUATE_ARGS,
+                                                             out=str(root / "ref_eval_cli.json"))
 
     multi = str(root / "two_processes")
     procs, logs = _launch(multi, "--slow", "0.3", "--no-eval")
@@ -156,3 +158,8 @@ def test_evaluation_across_processes_equals_one_process(runs):
     assert 0 < sum(want["pgd_robust"]) < len(want["pgd_robust"])  # a test that can tell them apart
     for k in ("pgd_robust", "pgd_clean", "aa_robust", "aa_clean"):
         assert got[k] == want[k], k
+    with open(os.path.join(runs["multi"], "eval_cli.json")) as f:
+        cli = json.load(f)
+    assert cli["robust_accuracy"] == got["cli_robust_accuracy"] == want["cli"]["robust_accuracy"]
+    assert cli["clean_accuracy"] == want["cli"]["clean_accuracy"] and cli["n_test"] == 40
+    assert not os.path.exists(os.path.join(runs["multi"], "eval_cli.json.tmp"))

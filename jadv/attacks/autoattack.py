@@ -32,7 +32,8 @@ import numpy as np
 from jadv._checks import check_choice, check_norm, check_positive_int
 from jadv._typing import ArrayLike, PyTree
 from jadv.attacks._validate import check_eps, check_images_np, check_key, check_labels_np, num_classes
-from jadv.attacks.evaluate import _bind, _padded_batches, check_attack_output, check_perturbations, fetch, make_placer
+from jadv.attacks.evaluate import (_bind, _padded_batches, check_attack_output, check_perturbations, fetch,
+                                   make_placer, place_params)
 from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
 from jadv.attacks.specs import make_attack
 
@@ -120,6 +121,7 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
         specs = [{"eps": eps, "norm": norm, **a} if isinstance(a, dict) else a for a in attacks]
     named = [make_attack(s) for s in specs]
     put = make_placer(shard, batch_size)
+    params = place_params(shard, params)
 
     @jax.jit
     def predict(p, xb):

@@ -55,6 +55,15 @@ def make_placer(shard: bool, batch_size: int):
     return lambda a: sharding.shard_batch(np.asarray(a), mesh)
 
 
+def place_params(shard: bool, params: PyTree) -> PyTree:
+    """``params`` replicated over the devices that :func:`make_placer` shards batches over (with
+    ``shard=True``; jit needs the parameters on the batch's devices), else unchanged."""
+    if not shard or params is None:
+        return params
+    from jadv.train import sharding
+    return sharding.replicate(params, sharding.make_mesh())
+
+
 def fetch(a) -> np.ndarray:
     """An attack's output as numpy, all of it in every process (batch-sharded outputs of a
     multi-process run are gathered: every process must call this)."""
@@ -192,6 +201,7 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
         names.append(nm)
     threats = [_spec_threat(a) for a in attacks]
     put = make_placer(shard, batch_size)
+    params = place_params(shard, params)
 
     @jax.jit
     def clean_fn(p, xb, yb):
