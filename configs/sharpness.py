@@ -130,13 +130,17 @@ def network_config(profile: str):
     n.awp_gamma = 0.01                                         # Wu et al. around PGD-AT
     # Hessian of the adversarial training loss: fixed x_adv (PGD at the trained weights), BN eval,
     # a fixed training subset (indices drawn with hessian_seed and recorded)
-    n.hessian_n = 32 if smoke else (512 if not big else 2000)
+    # medium: the analysis of one network (Lanczos, Hutchinson, SLQ, robust landscapes) at the paper
+    # sizes cost ~13 min on CPU-2, more than training it (BENCHMARKS.md, medium profile); half the
+    # images and iterations keep the top eigenvalue (Lanczos converges to it in far fewer than 50
+    # iterations) and halve that time
+    n.hessian_n = {"smoke": 32, "small": 512, "medium": 1000, "paper": 2000}[profile]
     n.hessian_seed = 0
-    n.lanczos_iters = 6 if smoke else (40 if not big else 100)
-    n.trace_samples = 2 if smoke else (20 if not big else 50)
-    n.density_order = 6 if smoke else (40 if not big else 90)
+    n.lanczos_iters = {"smoke": 6, "small": 40, "medium": 50, "paper": 100}[profile]
+    n.trace_samples = {"smoke": 2, "small": 20, "medium": 30, "paper": 50}[profile]
+    n.density_order = {"smoke": 6, "small": 40, "medium": 60, "paper": 90}[profile]
     # 1-D landscapes: filter-normalised directions (biases/BN ignored), robust = re-attack per alpha
-    n.landscape_n = 32 if smoke else (256 if not big else 1000)
+    n.landscape_n = {"smoke": 32, "small": 256, "medium": 500, "paper": 1000}[profile]
     n.landscape_points = 5 if smoke else 21
     n.landscape_span = 1.0
     n.landscape_directions = 1 if smoke else 2
