@@ -4,6 +4,9 @@ For every RobustBench architecture, a PyTorch reference model (tests/torch_refer
 with random weights and calibrated BN statistics is converted, and the jadv model must give the
 same logits in eval mode (max abs diff < 1e-4 in float32) on random inputs. A deliberately wrong
 conversion must fail the same check, and bad state dicts must give errors naming the keys.
+DeepMind's WideResNet / PreActResNet (RobustBench DMWideResNet / DMPreActResNet; Gowal et al. 2020,
+Rebuffi et al. 2021) are checked with ReLU and Swish/SiLU at two depths/widths each, and legacy
+(pre-1.6, non-zip) checkpoint files load with the same weights_only=True restrictions.
 """
 import os
 import sys
@@ -235,3 +238,242 @@ def test_unsafe_pickle_is_refused(tmp_path):
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "obj": Payload()}, path)
     with pytest.raises(ValueError, match="weights_only=True"):
         ft.load_state_dict(path)
+
+
+# -- DeepMind WideResNet / PreActResNet (RobustBench DMWideResNet, DMPreActResNet) -------------
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+# (torch factory, arch, expected kwargs); activation "silu" is torch's nn.SiLU, "swish" R.Swish
+DM_CASES = [
+    pytest.param(lambda: R.DMWideResNet(10, 1, activation="relu"), "dm_wide_resnet", "relu",
+                 {"depth": 10, "width": 1}, id="dm_wrn_10_1_relu"),
+    pytest.param(lambda: R.DMWideResNet(16, 2, activation="relu"), "dm_wide_resnet", "relu",
+                 {"depth": 16, "width": 2}, id="dm_wrn_16_2_relu"),
+    pytest.param(lambda: R.DMWideResNet(10, 2, activation="swish"), "dm_wide_resnet", "swish",
+                 {"depth": 10, "width": 2}, id="dm_wrn_10_2_swish"),
+    pytest.param(lambda: R.DMWideResNet(16, 1, activation="swish"), "dm_wide_resnet", "swish",
+                 {"depth": 16, "width": 1}, id="dm_wrn_16_1_swish"),
+    pytest.param(lambda: R.DMWideResNet(10, 1, activation="silu"), "dm_wide_resnet", "silu",
+                 {"depth": 10, "width": 1}, id="dm_wrn_10_1_silu"),
+    pytest.param(lambda: R.DMPreActResNet(18, activation="relu", width=8), "dm_preact_resnet", "relu",
+                 {"depth": 18, "width": 8}, id="dm_preact_18_w8_relu"),
+    pytest.param(lambda: R.DMPreActResNet(34, activation="relu", width=4), "dm_preact_resnet", "relu",
+                 {"depth": 34, "width": 4}, id="dm_preact_34_w4_relu"),
+    pytest.param(lambda: R.DMPreActResNet(18, activation="swish", width=4), "dm_preact_resnet", "swish",
+                 {"depth": 18, "width": 4}, id="dm_preact_18_w4_swish"),
+    pytest.param(lambda: R.DMPreActResNet(34, activation="silu", width=8), "dm_preact_resnet", "swish",
+                 {"depth": 34, "width": 8}, id="dm_preact_34_w8_swish"),
+]
+
+
+@pytest.mark.parametrize("factory,arch,activation,expected", DM_CASES)
+def test_dm_logits_match_torch(request, factory, arch, activation, expected):
+    """DeepMind models (Gowal et al. 2020, Rebuffi et al. 2021) of two depths and widths each, ReLU
+    and Swish/SiLU, random weights and calibrated BN: the jadv logits equal PyTorch's in eval mode.
+    The CIFAR-10 normalisation the torch model applies (a non-persistent buffer, so not in the state
+    dict) is RobustBench's default for a 10-class DM model."""
+    case_id = request.node.callspec.id
+    model = _calibrated(factory(), 32)
+    assert not any(k in ("mean", "std") for k in model.state_dict())
+    diff, imported = _max_diff(model, arch, _inputs(4, 32), activation=activation)
+    print(f"{case_id}: max abs diff {diff:.2e}")
+    assert diff < TOL, f"{case_id}: max abs logit difference {diff:.3g} >= {TOL}"
+    assert imported.name == arch
+    assert {k: imported.kwargs[k] for k in expected} == expected
+    assert imported.kwargs["activation"] == activation
+    np.testing.assert_allclose(imported.kwargs["mean"], CIFAR_MEAN)
+    np.testing.assert_allclose(imported.kwargs["std"], CIFAR_STD)
+    assert imported.normalization_keys == ()
+    assert jadv.models.get(imported.name, **imported.kwargs) == imported.model
+    assert imported.ignored_keys and all(k.endswith("num_batches_tracked") for k in imported.ignored_keys)
+    # the state-dict layout: shortcuts are 1x1 (WRN) / 3x3 (PreAct); jadv's kernels are HWIO; the
+    # stem is conv1 as in every jadv model (first-layer analyses and import_model.py read it)
+    params = imported.variables["params"]
+    stem = model.state_dict()["init_conv.weight" if arch == "dm_wide_resnet" else "conv_2d.weight"]
+    np.testing.assert_array_equal(params["conv1"]["kernel"], stem.numpy().transpose(2, 3, 1, 0))
+    if arch == "dm_wide_resnet":
+        assert params["layer_1_block_0"]["shortcut"]["kernel"].shape[:2] == (1, 1)
+        assert ("shortcut" in params["layer_0_block_0"]) == (expected["width"] != 1)
+    else:
+        assert params["layer_1_0"]["shortcut"]["kernel"].shape[:2] == (3, 3)
+        assert "shortcut" not in params["layer_0_0"]
+
+
+def test_dm_default_activation_is_swish_and_cifar100_normalisation():
+    """activation defaults to "swish" (every RobustBench DM entry); a 100-class head gets the
+    CIFAR-100 mean/std RobustBench passes to its CIFAR-100 DM models."""
+    net = _calibrated(R.DMWideResNet(10, 1, num_classes=100, activation="swish", mean=CIFAR100_MEAN,
+                                     std=CIFAR100_STD), 32, seed=6)
+    diff, imported = _max_diff(net, "dm_wide_resnet", _inputs(3, 32))
+    assert diff < TOL
+    assert imported.kwargs["activation"] == "swish" and imported.kwargs["num_classes"] == 100
+    np.testing.assert_allclose(imported.kwargs["mean"], CIFAR100_MEAN)
+    np.testing.assert_allclose(imported.kwargs["std"], CIFAR100_STD)
+
+
+def test_dm_normalisation_arguments_and_persistent_buffers():
+    """Explicit mean/std override the zoo default; mean/std buffers saved in the state dict (as
+    RobustBench's code of early 2022 did) are read; an argument that disagrees with them is an error;
+    a class count without a zoo default needs mean/std."""
+    x = _inputs(3, 32)
+    raw = _calibrated(R.DMPreActResNet(18, activation="relu", width=4, mean=(0.0,) * 3, std=(1.0,) * 3), 32, seed=7)
+    diff, imported = _max_diff(raw, "dm_preact_resnet", x, activation="relu", mean=0.0, std=1.0)
+    assert diff < TOL and imported.kwargs["mean"] == (0.0,)
+    # the zoo default (CIFAR-10) would be wrong for this model
+    wrong = jadv.models.from_torch(raw.state_dict(), "dm_preact_resnet", activation="relu")
+    assert np.abs(_jax_logits(wrong, x) - _torch_logits(raw, x)).max() > 100 * TOL
+
+    saved = _calibrated(R.DMWideResNet(10, 1, activation="swish", mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25),
+                                       persistent_stats=True), 32, seed=8)
+    assert {"mean", "std"} <= set(saved.state_dict())
+    diff, imported = _max_diff(saved, "dm_wide_resnet", x)
+    assert diff < TOL and set(imported.normalization_keys) == {"mean", "std"}
+    np.testing.assert_allclose(imported.kwargs["mean"], (0.5, 0.4, 0.3), rtol=1e-6)
+    with pytest.raises(ValueError, match="disagrees with the normalisation buffer"):
+        jadv.models.from_torch(saved.state_dict(), "dm_wide_resnet", mean=CIFAR_MEAN, std=CIFAR_STD)
+
+    seven = R.DMWideResNet(10, 1, num_classes=7).state_dict()
+    with pytest.raises(ValueError, match="does not hold its input normalisation.*7 classes: pass mean=/std="):
+        jadv.models.from_torch(seven, "dm_wide_resnet")
+    assert jadv.models.from_torch(seven, "dm_wide_resnet", mean=CIFAR_MEAN, std=CIFAR_STD).kwargs["num_classes"] == 7
+    gray = R.DMWideResNet(10, 1, in_channels=1, mean=(0.5,), std=(0.5,)).state_dict()
+    with pytest.raises(ValueError, match=r"not 1 channel\(s\) and 10 classes"):
+        jadv.models.from_torch(gray, "dm_wide_resnet")
+
+
+def test_dm_wrong_conversion_fails_the_check(monkeypatch):
+    """The DM check can fail: symmetric padding of the strided convs (the TRADES WRN's), ReLU for a
+    Swish model, or the PreAct shortcut fed the activated input give different logits."""
+    dm_resnet = importlib.import_module("jadv.models.dm_resnet")
+    x = _inputs(2, 32)
+    wrn = _calibrated(R.DMWideResNet(10, 1, activation="swish"), 32, seed=9)
+    preact = _calibrated(R.DMPreActResNet(18, activation="swish", width=4), 32, seed=9)
+    for model, arch in ((wrn, "dm_wide_resnet"), (preact, "dm_preact_resnet")):
+        assert _max_diff(model, arch, x)[0] < TOL
+        bad, _ = _max_diff(model, arch, x, activation="relu")
+        assert bad > 100 * TOL, (arch, bad)
+        with monkeypatch.context() as m:
+            m.setattr(dm_resnet, "_same_padding", lambda k, s: "VALID" if k == 1 else [(k // 2, k // 2)] * 2)
+            bad, _ = _max_diff(model, arch, x)
+        assert bad > 100 * TOL, (arch, bad)
+    # the PreAct shortcut sees the raw block input: wiring it to the activated input changes the logits
+    imported = jadv.models.from_torch(preact.state_dict(), "dm_preact_resnet")
+    with monkeypatch.context() as m:
+        m.setattr(dm_resnet, "DMPreActBlock", _activated_shortcut_block(dm_resnet))
+        bad = np.abs(_jax_logits(imported, x) - _torch_logits(preact, x)).max()
+    assert bad > 100 * TOL, bad
+
+
+def _activated_shortcut_block(dm_resnet):
+    """A deliberately wrong DMPreActBlock (shortcut of the activated input), for the test above."""
+    import flax.linen as nn
+
+    class ActivatedShortcutBlock(dm_resnet.DMPreActBlock):
+        @nn.compact
+        def __call__(self, x, train, bn_set):
+            conv, norm = dm_resnet._conv, jadv.models.Norm
+            out = nn.swish(norm(self.norm, name="batchnorm_0")(x, train=train, bn_set=bn_set))
+            shortcut = x
+            if self.stride != 1 or x.shape[-1] != self.out_planes:
+                shortcut = conv(self.out_planes, 3, self.stride, "shortcut", self.dtype)(out)
+            out = conv(self.out_planes, 3, self.stride, "conv_2d_1", self.dtype)(out)
+            out = nn.swish(norm(self.norm, name="batchnorm_1")(out, train=train, bn_set=bn_set))
+            return conv(self.out_planes, 3, 1, "conv_2d_2", self.dtype)(out) + shortcut
+
+    return ActivatedShortcutBlock
+
+
+def test_dm_errors():
+    wrn = R.DMWideResNet(10, 1).state_dict()
+    preact = R.DMPreActResNet(18, width=4).state_dict()
+    with pytest.raises(ValueError, match="unknown activation 'gelu'; allowed: 'relu', 'swish', 'silu'"):
+        jadv.models.from_torch(wrn, "dm_wide_resnet", activation="gelu")
+    with pytest.raises(ValueError, match="activation='swish' is only for the DeepMind archs"):
+        jadv.models.from_torch(R.WideResNet(10, 1).state_dict(), "wide_resnet", activation="swish")
+    with pytest.raises(ValueError, match=r"missing key 'init_conv\.weight' for arch 'dm_wide_resnet'"):
+        jadv.models.from_torch(R.WideResNet(10, 1).state_dict(), "dm_wide_resnet")
+    trades_like = {"init_conv.weight": wrn["init_conv.weight"], **R.WideResNet(10, 1).state_dict()}
+    with pytest.raises(ValueError, match="DeepMind WideResNet's depth.*arch='wide_resnet'"):
+        jadv.models.from_torch(trades_like, "dm_wide_resnet")
+    with pytest.raises(ValueError, match="missing key 'conv1.weight' for arch 'wide_resnet'"):
+        jadv.models.from_torch(wrn, "wide_resnet")
+    missing = {k: v for k, v in wrn.items() if k != "layer.1.block.0.shortcut.weight"}
+    with pytest.raises(ValueError, match=r"missing keys \(1\): layer\.1\.block\.0\.shortcut\.weight"):
+        jadv.models.from_torch(missing, "dm_wide_resnet")
+    extra = {**wrn, "layer.0.block.0.shortcut.weight": torch.zeros(16, 16, 1, 1)}    # WRN-10-1 has none there
+    with pytest.raises(ValueError, match=r"unknown keys \(1\): layer\.0\.block\.0\.shortcut\.weight"):
+        jadv.models.from_torch(extra, "dm_wide_resnet")
+    wrong = {**preact, "layer_1.0.shortcut.weight": torch.zeros(8, 4, 1, 1)}       # 1x1 where DM has 3x3
+    with pytest.raises(ValueError, match=r"shape mismatches \(1\): layer_1\.0\.shortcut\.weight: \(1, 1, 4, 8\)"):
+        jadv.models.from_torch(wrong, "dm_preact_resnet")
+    short = {k: v for k, v in preact.items() if not k.startswith("layer_2.1.")}
+    with pytest.raises(ValueError, match=r"DeepMind PreActResNet's depth.*\{0: 2, 1: 2, 2: 1, 3: 2\}"):
+        jadv.models.from_torch(short, "dm_preact_resnet")
+    with pytest.raises(ValueError, match=r"missing the final layer \(fc\.weight, linear\.weight or logits\.weight\)"):
+        jadv.models.from_torch({k: v for k, v in wrn.items() if not k.startswith("logits.")}, "dm_wide_resnet")
+
+
+def test_dm_models_in_the_registry(key):
+    """jadv.models.get builds the DM models with depth/width/activation keywords; bad values are
+    ValueErrors at construction."""
+    for name, kwargs in (("dm_wide_resnet", {"depth": 10, "width": 1, "activation": "relu"}),
+                         ("dm_preact_resnet", {"depth": 18, "width": 4, "activation": "silu"})):
+        model = jadv.models.get(name, num_classes=5, **kwargs)
+        x = jax.random.uniform(key, (2, 16, 16, 3))
+        # variable shapes without running the (slow to compile) random initialisers
+        shapes = jax.eval_shape(lambda x: model.init(key, x, train=False), x)
+        variables = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, 0.05, s.dtype), shapes)
+        assert set(variables) == {"params", "batch_stats"}
+        logits, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
+        assert logits.shape == (2, 5) and logits.dtype == jnp.float32
+        assert np.all(np.isfinite(np.asarray(logits))) and set(updates) == {"batch_stats"}
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        jadv.models.get("dm_wide_resnet", activation="tanh")
+    with pytest.raises(ValueError, match="depth must be 6n\\+4"):
+        jadv.models.get("dm_wide_resnet", depth=12)
+    with pytest.raises(ValueError, match="width must be an int >= 1"):
+        jadv.models.get("dm_wide_resnet", width=0)
+    with pytest.raises(ValueError, match="DMPreActResNet depth must be 18 or 34"):
+        jadv.models.get("dm_preact_resnet", depth=50)
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+        jadv.models.get("dm_preact_resnet", num_classes=0)
+
+
+# -- legacy (pre-1.6, non-zip) checkpoint files ------------------------------------------------
+class _RunsCode:
+    """Unpickling this calls ``open(path, "w")``: a stand-in for an exploit (it creates a file)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_legacy_format_checkpoint_loads_with_weights_only(tmp_path):
+    """A checkpoint in PyTorch's legacy pickle format (written by torch < 1.6, as many public robust
+    checkpoints were) loads through load_torch_state_dict (torch.load(weights_only=True)) and
+    converts to the same logits."""
+    import collections
+
+    net = _calibrated(R.DMWideResNet(10, 1, activation="swish"), 32, seed=10)
+    path = tmp_path / "legacy.pt"
+    torch.save({"state_dict": collections.OrderedDict(net.state_dict()), "epoch": 3, "best_acc": 0.5},
+               path, _use_new_zipfile_serialization=False)
+    import zipfile
+    assert not zipfile.is_zipfile(path)                      # really the legacy format
+    sd = jadv.models.load_torch_state_dict(path)
+    imported = jadv.models.from_torch(sd, "dm_wide_resnet")
+    x = _inputs(2, 32)
+    assert np.abs(_jax_logits(imported, x) - _torch_logits(net, x)).max() < TOL
+
+
+def test_legacy_format_unsafe_pickle_is_refused(tmp_path):
+    """The legacy format goes through the same restricted unpickler: an object whose unpickling
+    would run code is refused, and the code does not run."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "unsafe_legacy.pt"
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "obj": _RunsCode(marker)}, path,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        jadv.models.load_torch_state_dict(path)
+    assert not marker.exists()

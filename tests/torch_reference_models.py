@@ -14,6 +14,12 @@ of the code the public checkpoints come from:
 - ``WideResNet``: the TRADES/RobustBench WideResNet (``conv1``,
   ``blockN.layer.M.bn1/relu1/conv1/bn2/relu2/conv2/convShortcut``, ``bn1``, ``fc``), with the
   unused ``sub_block1`` of the WRN-34-10 code as an option.
+- ``DMWideResNet`` / ``DMPreActResNet``: DeepMind's models of Gowal et al. 2020 ("Uncovering the
+  limits of adversarial training") and Rebuffi et al. 2021 (data augmentation), as RobustBench's
+  ``dm_wide_resnet.py`` lays them out (``init_conv``, ``layer.{g}.block.{i}.batchnorm_0/conv_0/
+  batchnorm_1/conv_1/shortcut``, ``batchnorm``, ``logits``; ``conv_2d``, ``layer_{s}.{i}.batchnorm_0/
+  conv_2d_1/batchnorm_1/conv_2d_2/shortcut``, ``batchnorm``, ``logits``): bottom/right-only padding
+  of strided convs, ReLU or Swish/SiLU, input mean/std as non-persistent buffers.
 - ``Normalized``: a wrapper holding ``mu``/``sigma`` buffers, ``model((x - mu) / sigma)``.
 
 Every model takes NCHW float32 input. ``randomize_`` gives BN layers non-trivial statistics so that
@@ -26,6 +32,8 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)        # pytest -n 2 on 2 cores: one thread per worker, beside XLA's
@@ -264,6 +272,141 @@ class WideResNet(nn.Module):
         return self.fc(out.flatten(1))
 
 
+# -- DeepMind WideResNet / PreActResNet (Gowal et al. 2020, Rebuffi et al. 2021; RobustBench DM*) --
+class Swish(nn.Module):
+    """x * sigmoid(x) (RobustBench's ``Swish``; the same function as ``nn.SiLU``)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+def dm_activation(name: str) -> nn.Module:
+    """``"relu"``, ``"swish"`` (own module) or ``"silu"`` (``nn.SiLU``)."""
+    return {"relu": nn.ReLU, "swish": Swish, "silu": nn.SiLU}[name]()
+
+
+def dm_pad(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """DeepMind's "SAME" padding before a 3x3 conv: 1 each side (stride 1), bottom/right only (stride 2)."""
+    return F.pad(x, (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1))
+
+
+class DMWideBlock(nn.Module):
+    def __init__(self, in_planes, out_planes, stride, activation):
+        super().__init__()
+        self.stride = stride
+        self.batchnorm_0 = nn.BatchNorm2d(in_planes)
+        self.relu_0 = dm_activation(activation)
+        self.conv_0 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=0, bias=False)
+        self.batchnorm_1 = nn.BatchNorm2d(out_planes)
+        self.relu_1 = dm_activation(activation)
+        self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        # a 1x1 projection only where the channel count changes; it sees the activated input
+        self.shortcut = (nn.Conv2d(in_planes, out_planes, 1, stride=stride, padding=0, bias=False)
+                         if in_planes != out_planes else None)
+
+    def forward(self, x):
+        pre = self.relu_0(self.batchnorm_0(x))
+        out = self.conv_0(dm_pad(pre, self.stride))
+        out = self.conv_1(self.relu_1(self.batchnorm_1(out)))
+        return (x if self.shortcut is None else self.shortcut(pre)) + out
+
+
+class DMBlockGroup(nn.Module):
+    def __init__(self, n, in_planes, out_planes, stride, activation):
+        super().__init__()
+        self.block = nn.Sequential(*[DMWideBlock(in_planes if i == 0 else out_planes, out_planes,
+                                                 stride if i == 0 else 1, activation) for i in range(n)])
+
+    def forward(self, x):
+        return self.block(x)
+
+
+class _DMNormalize(nn.Module):
+    """Input normalisation of the DM models: ``mean``/``std`` buffers [C, 1, 1], not in the state
+    dict unless ``persistent`` (RobustBench's code of Jan 2022 saved them)."""
+
+    def _register_stats(self, mean, std, channels, persistent):
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(channels, 1, 1),
+                             persistent=persistent)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(channels, 1, 1),
+                             persistent=persistent)
+
+
+class DMWideResNet(_DMNormalize):
+    """DeepMind WRN-depth-width: ``init_conv``, ``layer.{g}.block.{i}.*``, ``batchnorm``, ``logits``."""
+
+    def __init__(self, depth=28, width=10, num_classes=10, activation="swish", mean=CIFAR10_MEAN,
+                 std=CIFAR10_STD, in_channels=3, persistent_stats=False):
+        super().__init__()
+        self._register_stats(mean, std, in_channels, persistent_stats)
+        ch = [16, 16 * width, 32 * width, 64 * width]
+        n = (depth - 4) // 6
+        self.init_conv = nn.Conv2d(in_channels, ch[0], 3, stride=1, padding=1, bias=False)
+        self.layer = nn.Sequential(DMBlockGroup(n, ch[0], ch[1], 1, activation),
+                                   DMBlockGroup(n, ch[1], ch[2], 2, activation),
+                                   DMBlockGroup(n, ch[2], ch[3], 2, activation))
+        self.batchnorm = nn.BatchNorm2d(ch[3])
+        self.relu = dm_activation(activation)
+        self.logits = nn.Linear(ch[3], num_classes)
+
+    def forward(self, x):
+        out = self.layer(self.init_conv((x - self.mean) / self.std))
+        out = self.relu(self.batchnorm(out))
+        out = F.avg_pool2d(out, 8)                     # 8x8 maps of 32x32 inputs
+        return self.logits(out.flatten(1))
+
+
+class DMPreActBlock(nn.Module):
+    def __init__(self, in_planes, out_planes, stride, activation):
+        super().__init__()
+        self.stride = stride
+        self.batchnorm_0 = nn.BatchNorm2d(in_planes)
+        self.relu_0 = dm_activation(activation)
+        self.conv_2d_1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=0, bias=False)
+        self.batchnorm_1 = nn.BatchNorm2d(out_planes)
+        self.relu_1 = dm_activation(activation)
+        self.conv_2d_2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        # a 3x3 projection of the raw (not activated) input where the stride or width changes
+        self.has_shortcut = stride != 1 or in_planes != out_planes
+        if self.has_shortcut:
+            self.shortcut = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=0, bias=False)
+
+    def forward(self, x):
+        out = self.relu_0(self.batchnorm_0(x))
+        skip = self.shortcut(dm_pad(x, self.stride)) if self.has_shortcut else x
+        out = self.conv_2d_1(dm_pad(out, self.stride))
+        return self.conv_2d_2(self.relu_1(self.batchnorm_1(out))) + skip
+
+
+class DMPreActResNet(_DMNormalize):
+    """DeepMind PreActResNet-18/34: ``conv_2d``, ``layer_{s}.{i}.*``, ``batchnorm``, ``logits``;
+    ``width`` is the stem width (64 in RobustBench, smaller here for fast tests)."""
+
+    def __init__(self, depth=18, num_classes=10, activation="swish", width=64, mean=CIFAR10_MEAN,
+                 std=CIFAR10_STD, in_channels=3, persistent_stats=False):
+        super().__init__()
+        self._register_stats(mean, std, in_channels, persistent_stats)
+        counts = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}[depth]
+        self.conv_2d = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        in_planes = width
+        for s, n in enumerate(counts):
+            planes = width * 2 ** s
+            blocks = []
+            for i in range(n):
+                blocks.append(DMPreActBlock(in_planes, planes, 2 if (s > 0 and i == 0) else 1, activation))
+                in_planes = planes
+            setattr(self, f"layer_{s}", nn.Sequential(*blocks))
+        self.batchnorm = nn.BatchNorm2d(in_planes)
+        self.relu = dm_activation(activation)
+        self.logits = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x):
+        out = self.conv_2d((x - self.mean) / self.std)
+        out = self.layer_3(self.layer_2(self.layer_1(self.layer_0(out))))
+        out = F.avg_pool2d(self.relu(self.batchnorm(out)), 4)     # 4x4 maps of 32x32 inputs
+        return self.logits(out.flatten(1))
+
+
 # -- normalisation wrapper ---------------------------------------------------------------------
 class Normalized(nn.Module):
     """``model((x - mu) / sigma)`` with ``mu``/``sigma`` buffers of shape [1, C, 1, 1]."""
@@ -314,6 +457,10 @@ def randomize_(model: nn.Module, calibration: torch.Tensor | None = None, seed: 
         for m in model.modules():
             if isinstance(m, (PreActBlock, WrnBlock)):
                 m.conv2.weight.mul_(branch_scale)
+            elif isinstance(m, DMWideBlock):
+                m.conv_1.weight.mul_(branch_scale)
+            elif isinstance(m, DMPreActBlock):
+                m.conv_2d_2.weight.mul_(branch_scale)
             elif isinstance(m, (TvBasicBlock, KlBasicBlock)):
                 m.bn2.weight.mul_(branch_scale)
             elif isinstance(m, TvBottleneck):

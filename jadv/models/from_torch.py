@@ -23,6 +23,26 @@ Architectures (``arch``) and the PyTorch state-dict layouts they accept:
   convShortcut``, ``bn1``, ``fc``. ``"wide_resnet"`` infers depth and width from the keys
   (e.g. a tiny WRN-10-1); the named variants check that the checkpoint is that size.
   -> :class:`jadv.models.WideResNet`.
+- ``"dm_wide_resnet"``: DeepMind's WideResNet of Gowal et al. 2020 ("Uncovering the limits of
+  adversarial training", WRN-28-10/34-20/70-16 with Swish) and Rebuffi et al. 2021 ("Fixing data
+  augmentation to improve adversarial robustness", WRN-28-10/70-16/106-16), RobustBench's
+  ``DMWideResNet``: ``init_conv``, ``layer.{0-2}.block.{i}.batchnorm_0/conv_0/batchnorm_1/conv_1/
+  shortcut``, ``batchnorm``, ``logits``. Depth (6n + 4) and width are read from the keys.
+  -> :class:`jadv.models.DMWideResNet` (its stem is ``conv1``, as in every jadv model).
+- ``"dm_preact_resnet"``: DeepMind's PreActResNet-18/34 (Rebuffi et al. 2021), RobustBench's
+  ``DMPreActResNet``: ``conv_2d``, ``layer_{0-3}.{i}.batchnorm_0/conv_2d_1/batchnorm_1/conv_2d_2/
+  shortcut`` (a 3x3 conv), ``batchnorm``, ``logits``. Depth (18 or 34, from the block counts) and
+  the stem width (64 in RobustBench) are read from the keys. -> :class:`jadv.models.DMPreActResNet`
+  (stem ``conv1``).
+
+  Both DeepMind architectures pad strided convolutions on the bottom/right only and take an
+  ``activation`` that a state dict does not record: ``from_torch(..., activation="swish")`` (the
+  default for these archs; ``"silu"`` is the same function, as RobustBench's ``Swish`` and
+  ``nn.SiLU``) or ``"relu"`` (the PyTorch class's own default, which no RobustBench entry uses).
+  Their input normalisation is a non-persistent buffer (not in the state dict): unless ``mean=``/
+  ``std=`` are given or ``mean``/``std`` buffers are in the state dict, the RobustBench model zoo's
+  values are used: CIFAR-10's for a 10-class head, CIFAR-100's for a 100-class head (a 3-channel
+  model with another class count needs ``mean=``/``std=``; pass ``mean=0, std=1`` for none).
 
 Keys that are accepted and ignored (listed in :attr:`ImportedModel.ignored_keys`):
 ``*.num_batches_tracked`` (BN bookkeeping); ``sub_block1.*`` in WideResNets (the TRADES /
@@ -41,7 +61,7 @@ wrappers keep the per-channel mean/std as buffers; pairs named ``mu``/``sigma``,
 ``normalizer.new_mean``) with one value per input channel are recognised and used. Or pass
 ``mean=``/``std=``; an explicit value that disagrees with the buffers is a ``ValueError``.
 Without either, the model sees the raw [0, 1] pixels (mean 0, std 1), as most RobustBench CIFAR
-models expect.
+models expect (the DeepMind archs excepted: they get the model zoo's CIFAR-10/100 values, above).
 
 Conversions: conv kernels OIHW -> HWIO, linear weights (out, in) -> (in, out), batch norm
 ``weight/bias/running_mean/running_var`` -> ``scale/bias/mean/var`` (epsilon 1e-5 and momentum
@@ -60,13 +80,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jadv.models.dm_resnet import PREACT_BLOCKS, check_activation
 from jadv.models.registry import get as _get_model
 from jadv.models.registry import init_variables as _init_variables
 
 PREACT_ARCHS = {"preact_resnet18": 18, "preact_resnet34": 34}
 RESNET_ARCHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
 WRN_ARCHS = {"wrn28_10": (28, 10), "wrn34_10": (34, 10), "wide_resnet": None}
-ARCHS = tuple(PREACT_ARCHS) + tuple(RESNET_ARCHS) + tuple(WRN_ARCHS)
+DM_ARCHS = {"dm_wide_resnet": "init_conv", "dm_preact_resnet": "conv_2d"}     # arch -> stem conv
+ARCHS = tuple(PREACT_ARCHS) + tuple(RESNET_ARCHS) + tuple(WRN_ARCHS) + tuple(DM_ARCHS)
+
+# the input normalisation RobustBench's model zoo gives its DMWideResNet / DMPreActResNet models
+# (dm_wide_resnet.py CIFAR10_MEAN/STD, CIFAR100_MEAN/STD), by number of classes
+DM_DEFAULT_NORMALIZATION = {
+    10: ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+    100: ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
 
 _NORM_PAIRS = (("mu", "sigma"), ("mean", "std"), ("new_mean", "new_std"))
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
@@ -82,7 +111,7 @@ class ImportedModel:
       variables: ``{"params": ..., "batch_stats": ...}`` (float32 jax arrays).
       name: the jadv registry name (``jadv.models.get(name, **kwargs)`` rebuilds ``model``).
       kwargs: the registry keyword arguments (``num_classes``, ``mean``, ``std`` and the
-        architecture's own, e.g. ``depth``, ``width``, ``stem``; not ``dtype``).
+        architecture's own, e.g. ``depth``, ``width``, ``stem``, ``activation``; not ``dtype``).
       ignored_keys: state-dict keys that were accepted but not used (see the module docstring).
       normalization_keys: the state-dict buffers the input mean/std were read from (or empty).
     """
@@ -142,8 +171,12 @@ def load_state_dict(path: str) -> dict:
 
     ``.safetensors`` files are read with ``safetensors.numpy`` (no torch needed); anything else
     with ``torch.load(path, map_location="cpu", weights_only=True)`` (never unpickling arbitrary
-    objects). A checkpoint that wraps the weights (``{"state_dict": ...}``, ``{"model": ...}``,
-    ``{"model_state_dict": ...}``, ``{"net": ...}``) is unwrapped by :func:`from_torch`.
+    objects), which reads both the zip format of PyTorch >= 1.6 and the legacy pickle format of
+    older checkpoints (``torch.save(..., _use_new_zipfile_serialization=False)``) with the same
+    restricted unpickler (tensors, dicts/``OrderedDict``s, lists, numbers, strings; any other
+    object, e.g. one whose unpickling would run code, is a ``ValueError``). A checkpoint that
+    wraps the weights (``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state_dict": ...}``,
+    ``{"net": ...}``) is unwrapped by :func:`from_torch`.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -324,21 +357,56 @@ def _plan(sd: dict, arch: str):
             return ".".join(out)
         return "wide_resnet", {"depth": depth, "width": width}, module, lambda k: k.startswith("sub_block1.")
 
+    if arch == "dm_wide_resnet":
+        groups = _layer_index(sd, r"layer\.(\d+)\.block\.(\d+)\.")
+        if sorted(groups) != [0, 1, 2] or len({len(b) for b in groups.values()}) != 1:
+            hint = (" (keys block{s}.layer.{i}.* are the TRADES/RobustBench WideResNet: arch='wide_resnet')"
+                    if any(re.match(r"block\d+\.layer\.", k) for k in sd) else "")
+            raise ValueError(f"cannot read a DeepMind WideResNet's depth from the keys: blocks per group "
+                             f"{ {g: len(b) for g, b in sorted(groups.items())} } (expected groups 0-2 with "
+                             f"equal counts, keys layer.{{g}}.block.{{i}}.*){hint}")
+        w = _require(sd, "layer.0.block.0.conv_0.weight", arch)
+        if int(w.shape[0]) % 16 or int(w.shape[0]) < 16:
+            raise ValueError(f"layer.0.block.0.conv_0 has {w.shape[0]} filters; a DeepMind WideResNet has 16 * width")
+        kwargs = {"depth": 6 * len(groups[0]) + 4, "width": int(w.shape[0]) // 16}
+
+        def module(path):                        # jadv conv1 = torch init_conv; layer_0_block_1 = layer.0.block.1
+            return ".".join("init_conv" if p == "conv1" else
+                            re.sub(r"^layer_(\d+)_block_(\d+)$", r"layer.\1.block.\2", p) for p in path)
+        return "dm_wide_resnet", kwargs, module, lambda k: False
+
+    if arch == "dm_preact_resnet":
+        stages = _layer_index(sd, r"layer_(\d+)\.(\d+)\.")
+        counts = tuple(len(stages.get(s, ())) for s in range(4))
+        depths = {blocks: d for d, blocks in PREACT_BLOCKS.items()}
+        if sorted(stages) != [0, 1, 2, 3] or counts not in depths:
+            raise ValueError(f"cannot read a DeepMind PreActResNet's depth from the keys: blocks per stage "
+                             f"{ {s: len(b) for s, b in sorted(stages.items())} } (expected stages 0-3 with "
+                             f"{PREACT_BLOCKS[18]} blocks (depth 18) or {PREACT_BLOCKS[34]} (depth 34), keys "
+                             "layer_{s}.{i}.*)")
+        stem = _require(sd, "conv_2d.weight", arch)
+        kwargs = {"depth": depths[counts], "width": int(stem.shape[0])}
+
+        def module(path):                        # jadv conv1 = torch conv_2d; layer_0_1 = layer_0.1
+            return ".".join("conv_2d" if p == "conv1" else re.sub(r"^layer_(\d+)_(\d+)$", r"layer_\1.\2", p)
+                            for p in path)
+        return "dm_preact_resnet", kwargs, module, lambda k: False
+
     raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
 
 
 def _final_layer(sd: dict, arch: str) -> str:
-    for head in ("fc", "linear"):
+    for head in ("fc", "linear", "logits"):
         if f"{head}.weight" in sd:
             return head
-    raise ValueError(f"missing the final layer (fc.weight or linear.weight) for arch {arch!r}; "
+    raise ValueError(f"missing the final layer (fc.weight, linear.weight or logits.weight) for arch {arch!r}; "
                      f"keys start with: {sorted(sd)[:8]}")
 
 
 # -- the converter ------------------------------------------------------------------------------
 def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None = None,
                std: tuple[float, ...] | None = None, num_classes: int | None = None,
-               dtype: Any = jnp.float32) -> ImportedModel:
+               activation: str | None = None, dtype: Any = jnp.float32) -> ImportedModel:
     """Convert a PyTorch ``state_dict`` of a RobustBench architecture into a jadv model + variables.
 
     Args:
@@ -348,8 +416,11 @@ def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None
       arch: one of :data:`ARCHS` (see the module docstring for the key layouts).
       mean, std: per-channel input normalisation of the original model, in [0, 1] pixel units
         (e.g. CIFAR-10's (0.4914, 0.4822, 0.4465) / (0.2471, 0.2435, 0.2616)). Default: read from
-        normalisation buffers in the state dict if present, else none (mean 0, std 1).
+        normalisation buffers in the state dict if present, else none (mean 0, std 1); for the
+        DeepMind archs, else the RobustBench model zoo's CIFAR-10 / CIFAR-100 values (by class count).
       num_classes: checked against the final layer (default: read from it).
+      activation: only for ``"dm_wide_resnet"`` / ``"dm_preact_resnet"``, whose state dicts do not
+        record it: ``"swish"`` (default; = ``"silu"``, every RobustBench DM checkpoint) or ``"relu"``.
       dtype: computation dtype of the jadv model (parameters stay float32).
 
     Returns:
@@ -359,18 +430,26 @@ def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None
       ``x.transpose(0, 3, 1, 2)`` in eval mode.
 
     Raises:
-      ValueError: unknown arch; missing or unknown keys (named); a shape that does not fit;
+      ValueError: unknown arch or activation (or ``activation`` for an arch without the choice);
+        missing or unknown keys (named); a shape that does not fit;
         NaN/Inf in a weight or buffer (named); bad or conflicting normalisation. TypeError: not a mapping of tensors.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
+    if arch in DM_ARCHS:
+        activation = "swish" if activation is None else activation
+        check_activation(activation)
+    elif activation is not None:
+        raise ValueError(f"activation={activation!r} is only for the DeepMind archs ({', '.join(DM_ARCHS)}); "
+                         f"{arch!r} always uses ReLU")
     sd = _strip_prefix(_strip_prefix(_unwrap(state_dict), "module."), "module.")
     ignored = sorted(k for k in sd if k.startswith("attacker."))
     sd = {k: v for k, v in sd.items() if not k.startswith("attacker.")}
 
-    stem_key = next((k for k in ("conv1.weight", "model.conv1.weight") if k in sd), None)
+    stem = f"{DM_ARCHS.get(arch, 'conv1')}.weight"
+    stem_key = next((k for k in (stem, f"model.{stem}") if k in sd), None)
     if stem_key is None:
-        raise ValueError(f"missing key 'conv1.weight' for arch {arch!r}: this does not look like a {arch} "
+        raise ValueError(f"missing key {stem!r} for arch {arch!r}: this does not look like a {arch} "
                          f"state_dict (first keys: {sorted(sd)[:8]})")
     channels = int(sd[stem_key].shape[1])
     sd, found_mean, found_std, norm_keys = _take_normalization(sd, channels)
@@ -392,6 +471,15 @@ def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None
     k_out = int(sd[f"{head}.weight"].shape[0])
     if num_classes is not None and int(num_classes) != k_out:
         raise ValueError(f"num_classes={num_classes} but the checkpoint's {head}.weight has {k_out} outputs")
+    if arch in DM_ARCHS:
+        arch_kwargs["activation"] = activation
+        if mean is None:
+            if channels != 3 or k_out not in DM_DEFAULT_NORMALIZATION:
+                raise ValueError(f"a {arch} state dict does not hold its input normalisation, and RobustBench's "
+                                 f"defaults are for 3-channel CIFAR-10/100 models (10 or 100 classes), not "
+                                 f"{channels} channel(s) and {k_out} classes: pass mean=/std= "
+                                 "(mean=0, std=1 for a model that takes raw [0, 1] pixels)")
+            mean, std = DM_DEFAULT_NORMALIZATION[k_out]
     kwargs = {**arch_kwargs, "num_classes": k_out}
     if mean is not None:
         kwargs.update(mean=mean, std=std)

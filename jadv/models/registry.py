@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jadv.models.dm_resnet import DMPreActResNet, DMWideResNet
 from jadv.models.resnet import CifarResNet, PreActResNet, ResNet, WideResNet
 from jadv.models.simple import MLP, Linear, SmallCNN
 
@@ -28,6 +29,8 @@ _MODELS = {
     "wide_resnet": WideResNet,
     "wrn28_10": functools.partial(WideResNet, depth=28, width=10),
     "wrn34_10": functools.partial(WideResNet, depth=34, width=10),
+    "dm_wide_resnet": DMWideResNet,          # Gowal et al. 2020 / Rebuffi et al. 2021 (RobustBench DM models)
+    "dm_preact_resnet": DMPreActResNet,
 }
 
 
