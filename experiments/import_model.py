@@ -6,7 +6,8 @@
 ``--checkpoint`` is a ``torch.save`` file (read with ``torch.load(weights_only=True)``; a dict
 holding the weights under ``state_dict``/``model``/... is unwrapped) or a ``.safetensors`` file.
 ``--arch``: preact_resnet18, resnet18, resnet50, wrn28_10, wrn34_10, wide_resnet (depth/width
-read from the keys) and the other names of ``jadv.models.TORCH_ARCHS``; see
+read from the keys), dm_wide_resnet / dm_preact_resnet (RobustBench's DeepMind layouts; their
+``--activation`` swish (default) or relu) and the other names of ``jadv.models.TORCH_ARCHS``; see
 ``jadv.models.from_torch`` for the key layouts, the normalisation buffers it recognises and the
 keys it ignores.
 
@@ -63,7 +64,8 @@ def probe_input(input_shape) -> np.ndarray:
 
 
 def import_checkpoint(checkpoint: str, arch: str, workdir: str, *, dataset: str = "cifar10", mean=None, std=None,
-                      input_shape=None, num_classes: int | None = None, overwrite: bool = False) -> dict:
+                      input_shape=None, num_classes: int | None = None, overwrite: bool = False,
+                      activation: str | None = None) -> dict:
     """Convert ``checkpoint`` and write a jadv workdir (see the module docstring).
 
     Args:
@@ -76,6 +78,8 @@ def import_checkpoint(checkpoint: str, arch: str, workdir: str, *, dataset: str 
         buffers in the checkpoint, else none).
       input_shape: (H, W, C) of the inputs (default: the dataset's).
       num_classes: checked against the checkpoint (default: the dataset's).
+      activation: the DeepMind archs' activation, "swish" (default) or "relu" (see
+        ``jadv.models.from_torch``); None for every other arch.
 
     Returns:
       the ``import.json`` record (provenance, model name/kwargs, probe logits).
@@ -91,7 +95,7 @@ def import_checkpoint(checkpoint: str, arch: str, workdir: str, *, dataset: str 
         raise FileExistsError(f"{workdir} already holds a config.json; choose a new workdir or pass --overwrite")
 
     state_dict = jmodels.load_torch_state_dict(checkpoint)
-    imported = jmodels.from_torch(state_dict, arch, mean=mean, std=std)
+    imported = jmodels.from_torch(state_dict, arch, mean=mean, std=std, activation=activation)
     kwargs = dict(imported.kwargs)
     if kwargs["num_classes"] != num_classes:
         raise ValueError(f"the checkpoint has {kwargs['num_classes']} outputs but {dataset} has {num_classes} "
@@ -163,12 +167,15 @@ def main(argv=None):
     p.add_argument("--std", type=float, nargs="+", default=None, help="per-channel input std in [0, 1] units")
     p.add_argument("--input_shape", type=_shape, default=None, help="H,W,C (default: the dataset's)")
     p.add_argument("--num_classes", type=int, default=None, help="default: the dataset's")
+    p.add_argument("--activation", default=None, choices=("swish", "silu", "relu"),
+                   help="dm_wide_resnet / dm_preact_resnet only (default swish)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing workdir's config and checkpoint")
     a = p.parse_args(argv)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     out = import_checkpoint(a.checkpoint, a.arch, a.workdir, dataset=a.dataset, mean=a.mean, std=a.std,
-                            input_shape=a.input_shape, num_classes=a.num_classes, overwrite=a.overwrite)
+                            input_shape=a.input_shape, num_classes=a.num_classes, overwrite=a.overwrite,
+                            activation=a.activation)
     print(f"imported {a.checkpoint} as {out['model']} {out['model_kwargs']} ({out['num_params']:,} parameters)")
     if out["ignored_keys"]:
         print(f"ignored {len(out['ignored_keys'])} keys (BN counters, unused sub-blocks, attacker copies)")
