@@ -1,6 +1,7 @@
 """One process of the multi-process tests (tests/test_multihost.py); not collected by pytest.
 
     python tests/multihost_worker.py WORKDIR PROCESS_ID NUM_PROCESSES PORT [--slow SECONDS] [--no-eval]
+    python tests/multihost_worker.py WORKDIR PROCESS_ID NUM_PROCESSES PORT --objectives free_at,fgsm_rs
 
 Joins a ``jax.distributed`` run on 127.0.0.1:PORT with 2 CPU devices, trains :func:`config`
 (PGD-AT on digits, batch norm) into WORKDIR, then evaluates PGD and a custom
@@ -8,7 +9,8 @@ AutoAttack with ``shard=True``. Each process records the labels and image checks
 it fed (``WORKDIR/fed.<process>.json``, test-only files); process 0 writes ``eval.json`` and
 ``experiments/evaluate.py``'s ``eval_cli.json``.
 ``--slow`` sleeps before every train step (so the test can kill the processes mid-run);
-``--no-eval`` stops after training.
+``--no-eval`` stops after training. ``--objectives a,b`` trains :func:`objective_config` of each
+into ``WORKDIR/<name>`` instead (nothing else).
 """
 import json
 import os
@@ -36,6 +38,26 @@ def config():
     c.optimizer.update(lr=0.1, schedule="cosine", weight_decay=5e-4)
     c.objective.update(name="pgd_at", eps=0.02, steps=2, norm="linf")
     c.num_devices = None
+    return c
+
+
+# objectives with state beyond the parameters, run by the second multi-process test: Free-AT
+# (a batch-shaped delta in state.extra, replayed minibatches) and FGSM-RS with Wong et al.'s
+# early-stop check (host-side control flow on a PGD result, a second checkpointer)
+OBJECTIVES = {
+    "free_at": {"objective": {"name": "free_at", "eps": 0.02, "steps": None, "replays": 2}, "num_steps": 10},
+    "fgsm_rs": {"objective": {"name": "fgsm_rs", "eps": 0.02, "steps": None}, "early_stop": {"enabled": True}},
+}
+
+
+def objective_config(name):
+    """:func:`config` with the objective (and settings) ``OBJECTIVES[name]``."""
+    c = config()
+    for key, value in OBJECTIVES[name].items():
+        if isinstance(value, dict):
+            c[key].update(value)
+        else:
+            c[key] = value
     return c
 
 
@@ -86,6 +108,10 @@ def main(argv):
         return original(batch, mesh, global_size=global_size)
 
     sharding.shard_batch = recording
+    if "--objectives" in argv:
+        for name in argv[argv.index("--objectives") + 1].split(","):
+            train.train_and_evaluate(objective_config(name), os.path.join(workdir, name))
+        return
     results = train.train_and_evaluate(config(), workdir)
     with open(os.path.join(workdir, f"fed.{pid}.json"), "w") as f:
         json.dump(fed, f)

@@ -163,3 +163,25 @@ def test_evaluation_across_processes_equals_one_process(runs):
     assert cli["robust_accuracy"] == got["cli_robust_accuracy"] == want["cli"]["robust_accuracy"]
     assert cli["clean_accuracy"] == want["cli"]["clean_accuracy"] and cli["n_test"] == 40
     assert not os.path.exists(os.path.join(runs["multi"], "eval_cli.json.tmp"))
+
+
+def test_objectives_with_extra_state_train_the_same_across_processes(tmp_path):
+    """Free-AT (batch-shaped delta in the state) and FGSM-RS with its early-stop check, 2 x 2 vs 1 x 4."""
+    names = list(worker.OBJECTIVES)
+    procs, logs = _launch(str(tmp_path / "multi"), "--objectives", ",".join(names))
+    for name in names:
+        config = worker.objective_config(name)
+        config.num_devices = 4
+        train.train_and_evaluate(config, str(tmp_path / "one" / name))
+    _wait(procs, logs)
+    for name in names:
+        config = worker.objective_config(name)
+        ref, multi = _leaves(str(tmp_path / "one" / name)), _leaves(str(tmp_path / "multi" / name))
+        for (path, a), (_, b) in zip(ref, multi):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{name} {jax.tree_util.keystr(path)}")
+        kinds = [[r["kind"] for r in _records(str(tmp_path / run / name))] for run in ("one", "multi")]
+        assert kinds[0] == kinds[1]
+        if name == "fgsm_rs":
+            epochs = config.num_steps // (config.train_size // config.batch_size)
+            assert kinds[1].count("early_stop") == epochs   # one check per epoch
