@@ -375,6 +375,7 @@ def _old_medium_config(get_config):
     t.dataset, t.train_size, t.test_size, t.num_epochs = "cifar10", 5000, 1000, 8
     config.network.eps_grid = (0.0, 0.25, 0.5, 1.0)
     config.network.awp_eps = 0.5
+    config.network.lanczos_iters = 100      # the analysis sizes of then (now paper's; medium halves them)
     source = ("test: gates for the old medium recipe (small_cnn on a 5k CIFAR-10 subset, 8 epochs), "
               "clean >= 3x chance, PGD >= 2x chance")
     names = [sharpness.gate_name(e, "pgd_at") for e in config.network.eps_grid] + [sharpness.gate_name(0.5, "awp")]

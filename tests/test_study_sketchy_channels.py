@@ -332,10 +332,12 @@ def test_config_overrides_reach_the_training_configs(get_config, load_repo_modul
     config.datasets = ("colored_mnist",)
     config.data.colored_mnist.train.num_epochs = 7
     config.data.colored_mnist.eps.linf = 0.01
+    assert study.training_config(config, "colored_mnist", "linf_at").optimizer.weight_decay == 5e-3
+    config.data.colored_mnist.train.optimizer = {"weight_decay": 1e-2}
     c = study.training_config(config, "colored_mnist", "linf_at")
     assert (c.seed, c.data_dir, c.num_epochs, c.objective.eps) == (3, "/data", 7, 0.01)
-    # colored MNIST's own weight decay (1e-2) overrides the shared recipe's 5e-3; the rest of the
-    # optimizer (lr) is kept
+    # a dataset's own weight decay overrides the shared recipe's 5e-3; the rest of the optimizer
+    # (lr) is kept
     assert (c.optimizer.weight_decay, c.optimizer.lr) == (1e-2, 0.1)
     assert study.training_config(config, "colored_mnist", "l2_at").objective.eps == 1.0     # untouched
     cifar = study.training_config(config, "cifar10", "vanilla")
