@@ -7,9 +7,11 @@ Both runs are ``experiments/train.py`` as a user starts them (README, "Several h
 config and global batch, one process with ``--xla_force_host_platform_device_count=4`` or two
 processes on 127.0.0.1 with ``--local_devices 2`` (gloo collectives). Reported: median steps/s of
 the ``train`` records of ``metrics.jsonl`` after the first (compilation) interval, total wall time,
-and the largest parameter difference between the two runs. On one 2-core machine two processes
-cannot be faster than one: the ratio is the cost of the cross-process all-reduce and of feeding
-two processes. Not a test.
+and the largest parameter difference between the two runs (over hundreds of steps float
+reassociation alone grows it: one process on 4 vs on 2 devices differs as much; the equality
+check is tests/test_multihost.py, 30 steps). On one 2-core machine two processes cannot be faster
+than one: the ratio is the cost of the cross-process all-reduce and of feeding two processes.
+Not a test.
 """
 from __future__ import annotations
 
