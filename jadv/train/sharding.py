@@ -16,6 +16,7 @@ a GPU, a TPU slice, or several hosts:
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -115,6 +116,12 @@ def process_rows(mesh: Mesh, batch_size: int) -> tuple[int, int]:
     check_divisible(batch_size, mesh)
     if jax.process_count() == 1:
         return 0, batch_size
+    return _process_rows(mesh, int(batch_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _process_rows(mesh: Mesh, batch_size: int) -> tuple[int, int]:
+    """:func:`process_rows` with several processes; cached: :func:`shard_batch` asks every step."""
     index = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
     spans = sorted((s[0].indices(batch_size)[:2] for s in index.values()))
     if not spans:
