@@ -16,6 +16,9 @@ Fields:
   ``depth_models``: the depth sweep (pure PGD-AT, shared BN).
 - ``eval``: PGD-``pgd_steps`` on the first ``pgd_examples`` test images, AutoAttack-standard on the
   first ``autoattack_examples`` for the evaluations named in ``autoattack_models``.
+  ``eval.strong_pgd``: claim 3.7's "very strong PGD" sweep: ``model`` (the PGD-AT model ``r0``)
+  against PGD-k for each k of ``steps`` (step max(eps/16, eps/k), as in Xie & Yuille's codebase)
+  on the first ``examples`` test images.
 - ``near_zero``: the "near-zero robustness" threshold of claim 3.3 (PGD accuracy below it).
 - ``gates``: the quality gate (:mod:`jadv.studies.gates`) of every evaluation, keyed by its label
   (``"r0"``; a dual-BN model per BN set, ``"mbn50/adv"``): the least clean accuracy and, for the
@@ -145,6 +148,13 @@ def get_config(profile: str = "small"):
     c.eval.autoattack_examples = {"smoke": 0, "small": 64, "medium": 200, "paper": 1000}[profile]
     c.eval.batch_size = 32 if profile == "smoke" else 256
     c.eval.progress = profile != "smoke"     # a line per evaluated batch on stderr
+    # claim 3.7, very strong PGD: the PGD-AT model (r0) against PGD-k for growing k (Xie & Yuille
+    # evaluate with PGD-2000; their codebase's released models at PGD-10/100/1000)
+    c.eval.strong_pgd = ml_collections.ConfigDict({
+        "model": "r0",
+        "steps": {"smoke": (1, 2, 4), "small": (10, 100, 500), "medium": (10, 100, 1000),
+                  "paper": (10, 100, 1000, 2000)}[profile],
+        "examples": {"smoke": 32, "small": 359, "medium": 500, "paper": 1000}[profile]})
     c.near_zero = 0.1
     c.gates = ml_collections.ConfigDict(_gates(profile, order))
     return c

@@ -12,7 +12,7 @@ import pytest
 
 from jadv.studies import scale_properties as sp
 
-CLAIM_IDS = ["3.1", "3.2", "3.3", "3.4", "3.5", "3.6"]
+CLAIM_IDS = ["3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7"]
 
 
 @pytest.fixture
@@ -44,7 +44,15 @@ def _results():
     }
     depth = {"models": ["r0", "d56", "d110"], "depths": [20, 56, 110], "clean": [0.80, 0.82, 0.83],
              "robust": [0.45, 0.47, 0.50]}
-    return {"table": table, "depth": depth, "gate_measurements": sp.gate_measurements(table)}
+    strong = {"model": "r0", "eps": 8 / 255, "n": 1000, "steps": [10, 100, 1000, 2000],
+              "step_size": [0.003, 0.002, 0.002, 0.002], "robust_accuracy": [0.52, 0.46, 0.45, 0.448]}
+    return {"table": table, "depth": depth, "gate_measurements": sp.gate_measurements(table), "strong_pgd": strong}
+
+
+def _strong(results, acc):
+    """``results`` with the strong-PGD accuracies ``acc``."""
+    results["strong_pgd"]["robust_accuracy"] = list(acc)
+    return results
 
 
 def _claims(config, results):
@@ -93,6 +101,8 @@ NOT_REPRODUCED = {
     "3.5 falls": ("3.5", lambda r: dict(r, depth=dict(r["depth"], robust=[0.45, 0.51, 0.50]))),
     "3.5 flat": ("3.5", lambda r: dict(r, depth=dict(r["depth"], robust=[0.45, 0.45, 0.45]))),
     "3.6": ("3.6", lambda r: _set(r, "advprop/clean", clean=0.90)),
+    "3.7 keeps falling": ("3.7", lambda r: _strong(r, [0.52, 0.50, 0.46, 0.40])),
+    "3.7 rises": ("3.7", lambda r: _strong(r, [0.45, 0.47, 0.47, 0.47])),
 }
 
 
@@ -108,7 +118,7 @@ def test_claims_not_reproduced(config_module, case):
 BELOW_GATE = {
     "r100 clean": ("r100", {"clean": 0.70}, {"3.1", "3.6"}),
     "r50 robust": ("r50", {"robust": 0.20}, {"3.1", "3.2", "3.4"}),
-    "r0 clean": ("r0", {"clean": 0.50}, {"3.1", "3.4", "3.5"}),
+    "r0 clean": ("r0", {"clean": 0.50}, {"3.1", "3.4", "3.5", "3.7"}),
     "mbn50/clean clean": ("mbn50/clean", {"clean": 0.60}, {"3.3"}),
     "mbn50/adv robust": ("mbn50/adv", {"robust": 0.10}, {"3.2", "3.3"}),
     "gn50 clean": ("gn50", {"clean": 0.40}, {"3.4"}),
@@ -143,7 +153,7 @@ def test_claims_gate_records(config_module):
     assert {k: c["gate_models"] for k, c in out.items()} == {
         "3.1": ["r100", "r50", "r0"], "3.2": ["mbn50/adv", "r50"], "3.3": ["mbn50/clean", "mbn50/adv"],
         "3.4": ["r0", "r50", "gn0", "gn50"], "3.5": ["r0", "d56", "d110"],
-        "3.6": ["advprop/clean", "advprop/adv", "r100"]}
+        "3.6": ["advprop/clean", "advprop/adv", "r100"], "3.7": ["r0"]}
     rec = {r["model"]: r for c in out.values() for r in c["gate_records"]}
     assert rec["mbn50/adv"]["checks"] == [
         {"metric": "clean", "value": 0.82, "threshold": config.gates["mbn50/adv"].clean, "kind": "min", "ok": True},
@@ -161,7 +171,7 @@ def test_claims_regated_with_new_thresholds(config_module):
     assert set(_verdicts(config, results).values()) == {"reproduced"}
     config.gates["r0"].robust = 0.46                         # r0 measured 0.45
     out = _claims(config, results)
-    assert {k for k, c in out.items() if c["verdict"] == "inconclusive"} == {"3.1", "3.4", "3.5"}
+    assert {k for k, c in out.items() if c["verdict"] == "inconclusive"} == {"3.1", "3.4", "3.5", "3.7"}
     assert out["3.1"]["measured"].startswith("below gate: r0 robust acc 0.450 < 0.46 | ")
     config.gates["r0"].robust = 0.20
     changed = _set(copy.deepcopy(results), "r100", robust=0.40)
@@ -194,7 +204,8 @@ def test_gate_specs(config_module):
 
 # each case: claim id -> (the evaluations left out, the other claims that need them too)
 NOT_RUN = {"3.1": (["r100"], {"3.6"}), "3.2": (["mbn50/adv"], {"3.3"}), "3.3": (["mbn50/clean"], set()),
-           "3.4": (["gn50"], set()), "3.5": ([], set()), "3.6": (["advprop/clean", "advprop/adv"], set())}
+           "3.4": (["gn50"], set()), "3.5": ([], set()), "3.6": (["advprop/clean", "advprop/adv"], set()),
+           "3.7": ([], set())}
 
 
 @pytest.mark.parametrize("cid", sorted(NOT_RUN))
@@ -203,6 +214,8 @@ def test_claims_not_run(config_module, cid):
     results = _results()
     if cid == "3.5":                   # a single depth: no sweep
         results["depth"] = {k: v[:1] for k, v in results["depth"].items()}
+    if cid == "3.7":                   # results saved before the strong-PGD sweep existed
+        del results["strong_pgd"]
     for label in left_out:
         del results["table"][label]
     out = {c["id"]: c for c in sp.claims(config_module.get_config("paper"), results)}
@@ -225,7 +238,31 @@ def test_claims_smoke_profile_texts(config_module):
     assert out["3.3"]["claim"].endswith("near-zero robustness (PGD-2 acc < 0.1)")
     assert "r50" in out["3.1"]["measured"]
     assert {k: c["verdict"] for k, c in out.items() if k != "3.3"} == dict.fromkeys(
-        ["3.1", "3.2", "3.4", "3.5", "3.6"], "not run at this profile")
+        ["3.1", "3.2", "3.4", "3.5", "3.6", "3.7"], "not run at this profile")
+
+
+@pytest.mark.parametrize("acc, expected", [
+    ([0.525, 0.417, 0.390], True),          # the released ResNet-152 (PGD-10 / 100 / 1000)
+    ([0.90, 0.90, 0.895], True),            # flat: within the 1-point floor
+    ([0.52, 0.46, 0.45, 0.448], True),
+    ([0.52, 0.46, 0.40], False),            # still falling: 6 points after 6
+    ([0.40, 0.45, 0.45], False),            # rises by 5 points: the weaker attack was not weaker
+    ([0.50, 0.50, 0.48], False),            # 2 points lost only at the end
+])
+def test_levels_off(acc, expected):
+    assert sp.levels_off(acc) is expected
+
+
+def test_levels_off_needs_three_points():
+    with pytest.raises(ValueError, match=">= 3 iteration counts"):
+        sp.levels_off([0.5, 0.4])
+
+
+def test_strong_pgd_step_and_errors():
+    assert sp.strong_pgd_step(0.3, 10) == pytest.approx(0.03)           # eps / k below 16 steps
+    assert sp.strong_pgd_step(0.3, 1000) == pytest.approx(0.3 / 16)      # eps / 16 beyond
+    with pytest.raises(ValueError, match="increasing positive"):
+        sp.strong_pgd(lambda z: z, np.zeros((2, 1)), np.zeros(2, int), key=None, eps=0.1, steps=(10, 5))
 
 
 def test_config_profiles(config_module):
@@ -294,6 +331,12 @@ def test_evaluate_model_linear_exact(key):
     exact = np.mean((np.abs(margin[:30]) > eps * np.abs(w).sum()) & (np.arange(30) >= 5))
     assert out["pgd"] == {"steps": 10, "eps": eps, "n": 30, "robust_accuracy": pytest.approx(exact)}
     assert "autoattack" not in out
+    # every iteration count reaches the same exact worst case: k steps of max(eps/16, eps/k) cross the ball
+    strong = sp.strong_pgd(logits_fn, x[:30], y[:30], params=jnp.asarray(w), key=key, eps=eps, steps=(1, 3, 40),
+                           batch_size=16)
+    assert strong["steps"] == [1, 3, 40] and strong["n"] == 30
+    assert strong["step_size"] == pytest.approx([eps, eps / 3, eps / 16])
+    assert strong["robust_accuracy"] == pytest.approx([exact] * 3)
 
 
 def test_scale_properties_smoke(tmp_path, config_module):
@@ -318,6 +361,10 @@ def test_scale_properties_smoke(tmp_path, config_module):
     assert res["models"]["r0"]["train"]["objective"] == "ratio"
     assert res["models"]["r0"]["spec"] == {"objective": "ratio", "norm": "batch", "ratio": 0.0, "depth": 8}
     assert res["depth"]["depths"] == [8]
+    strong = res["strong_pgd"]
+    assert (strong["model"], strong["steps"], strong["n"]) == ("r0", [1, 2, 4], 32)
+    assert all(0.0 <= a <= res["models"]["r0"]["clean_accuracy"] + 1 / 32 for a in strong["robust_accuracy"])
+    assert os.path.exists(os.path.join(wd, "parts", "strong_pgd_r0.json"))
 
     assert res["gate_measurements"] == {label: {"clean": m["clean_accuracy"], "robust": m["pgd"]["robust_accuracy"]}
                                         for label, m in res["models"].items()}
