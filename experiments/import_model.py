@@ -2,6 +2,15 @@
 
     python experiments/import_model.py --checkpoint Carmon2019.pt --arch wrn28_10 --workdir runs/carmon2019 \\
         [--dataset cifar10] [--mean 0.4914 0.4822 0.4465 --std 0.2471 0.2435 0.2616] [--input_shape 32,32,3]
+    python experiments/import_model.py --robustbench Carmon2019Unlabeled --checkpoint models/cifar10/Linf/Carmon2019Unlabeled.pt \\
+        --workdir runs/carmon2019 [--dataset cifar10|cifar100] [--threat_model Linf|L2]
+
+``--robustbench NAME`` takes the architecture, its options and the input mean/std from the
+RobustBench model-zoo table :mod:`jadv.models.robustbench` (instead of ``--arch``/``--mean``/
+``--std``/``--activation``) and checks that the checkpoint converts to the size the zoo says; an
+unknown name is an error listing close names, an unsupported one says why. The checkpoint file
+is the one ``robustbench.utils.load_model(NAME, dataset=..., threat_model=...)`` downloads (see
+the README's model-zoo section).
 
 ``--checkpoint`` is a ``torch.save`` file (read with ``torch.load(weights_only=True)``; a dict
 holding the weights under ``state_dict``/``model``/... is unwrapped) or a ``.safetensors`` file.
@@ -39,6 +48,7 @@ import jax
 import numpy as np
 
 from jadv import models as jmodels
+from jadv.models import robustbench as rbzoo
 from jadv.train import Checkpointer, base_config, build_model
 from jadv.train.loop import create_state
 
@@ -63,14 +73,15 @@ def probe_input(input_shape) -> np.ndarray:
     return np.random.default_rng(PROBE_SEED).random((PROBE_BATCH, *input_shape), dtype=np.float32)
 
 
-def import_checkpoint(checkpoint: str, arch: str, workdir: str, *, dataset: str = "cifar10", mean=None, std=None,
-                      input_shape=None, num_classes: int | None = None, overwrite: bool = False,
-                      activation: str | None = None) -> dict:
+def import_checkpoint(checkpoint: str, arch: str | None, workdir: str, *, dataset: str = "cifar10", mean=None,
+                      std=None, input_shape=None, num_classes: int | None = None, overwrite: bool = False,
+                      activation: str | None = None, robustbench: str | None = None,
+                      threat_model: str = "Linf") -> dict:
     """Convert ``checkpoint`` and write a jadv workdir (see the module docstring).
 
     Args:
       checkpoint: path of a torch.save file or a .safetensors file.
-      arch: a name of ``jadv.models.TORCH_ARCHS``.
+      arch: a name of ``jadv.models.TORCH_ARCHS`` (None with ``robustbench``).
       workdir: output folder (must not hold a config.json unless ``overwrite``).
       dataset: the jadv dataset the model is evaluated on (sets the default input shape and the
         expected number of classes); "imagenet" is recorded only.
@@ -80,6 +91,10 @@ def import_checkpoint(checkpoint: str, arch: str, workdir: str, *, dataset: str 
       num_classes: checked against the checkpoint (default: the dataset's).
       activation: the DeepMind archs' activation, "swish" (default) or "relu" (see
         ``jadv.models.from_torch``); None for every other arch.
+      robustbench: a RobustBench model name of the ``dataset`` / ``threat_model`` track
+        (:mod:`jadv.models.robustbench`); then ``arch``, ``mean``, ``std`` and ``activation``
+        come from the zoo table and must be None.
+      threat_model: the RobustBench track, "Linf" or "L2" (with ``robustbench`` only).
 
     Returns:
       the ``import.json`` record (provenance, model name/kwargs, probe logits).
@@ -94,8 +109,21 @@ def import_checkpoint(checkpoint: str, arch: str, workdir: str, *, dataset: str 
     if os.path.exists(os.path.join(workdir, "config.json")) and not overwrite:
         raise FileExistsError(f"{workdir} already holds a config.json; choose a new workdir or pass --overwrite")
 
+    zoo = None
+    if robustbench is not None:
+        given = [n for n, v in (("arch", arch), ("mean", mean), ("std", std), ("activation", activation)) if v is not None]
+        if given:
+            raise ValueError(f"--robustbench takes the architecture and normalisation from the model-zoo table; "
+                             f"drop {', '.join('--' + g for g in given)}")
+        zoo = rbzoo.entry(robustbench, dataset, threat_model)     # unknown/unsupported names fail before loading
+        arch = zoo.arch
+    elif arch is None:
+        raise ValueError("give --arch (a jadv.models.TORCH_ARCHS name) or --robustbench NAME")
     state_dict = jmodels.load_torch_state_dict(checkpoint)
-    imported = jmodels.from_torch(state_dict, arch, mean=mean, std=std, activation=activation)
+    if zoo is not None:
+        imported = rbzoo.load(robustbench, state_dict, dataset=dataset, threat_model=threat_model)
+    else:
+        imported = jmodels.from_torch(state_dict, arch, mean=mean, std=std, activation=activation)
     kwargs = dict(imported.kwargs)
     if kwargs["num_classes"] != num_classes:
         raise ValueError(f"the checkpoint has {kwargs['num_classes']} outputs but {dataset} has {num_classes} "
@@ -117,6 +145,9 @@ def import_checkpoint(checkpoint: str, arch: str, workdir: str, *, dataset: str 
         record = {"checkpoint": os.path.abspath(checkpoint), "sha256": _sha256(checkpoint), "arch": arch,
                   "ignored_keys": list(imported.ignored_keys),
                   "normalization_keys": list(imported.normalization_keys)}
+        if zoo is not None:
+            record["robustbench"] = {"name": zoo.name, "dataset": zoo.dataset, "threat_model": zoo.threat_model,
+                                     "source": zoo.source, "table_commit": rbzoo.ROBUSTBENCH_COMMIT}
         config.imported = record
 
     model = build_model(config)
@@ -160,7 +191,10 @@ def _shape(text: str):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="torch.save file or .safetensors")
-    p.add_argument("--arch", required=True, choices=jmodels.TORCH_ARCHS)
+    p.add_argument("--arch", default=None, choices=jmodels.TORCH_ARCHS, help="required unless --robustbench")
+    p.add_argument("--robustbench", default=None, metavar="NAME",
+                   help="a RobustBench model name (jadv.models.robustbench): arch, options and mean/std from the zoo")
+    p.add_argument("--threat_model", default="Linf", choices=rbzoo.THREAT_MODELS, help="RobustBench track (with --robustbench)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--dataset", default="cifar10", choices=tuple(DATASET_SHAPES))
     p.add_argument("--mean", type=float, nargs="+", default=None, help="per-channel input mean in [0, 1] units")
@@ -171,12 +205,20 @@ def main(argv=None):
                    help="dm_wide_resnet / dm_preact_resnet only (default swish)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing workdir's config and checkpoint")
     a = p.parse_args(argv)
+    if (a.arch is None) == (a.robustbench is None):
+        p.error("give exactly one of --arch and --robustbench")
+    if a.robustbench is not None:
+        try:
+            rbzoo.entry(a.robustbench, a.dataset, a.threat_model)
+        except ValueError as err:
+            p.error(str(err))
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     out = import_checkpoint(a.checkpoint, a.arch, a.workdir, dataset=a.dataset, mean=a.mean, std=a.std,
                             input_shape=a.input_shape, num_classes=a.num_classes, overwrite=a.overwrite,
-                            activation=a.activation)
-    print(f"imported {a.checkpoint} as {out['model']} {out['model_kwargs']} ({out['num_params']:,} parameters)")
+                            activation=a.activation, robustbench=a.robustbench, threat_model=a.threat_model)
+    what = f" (RobustBench {a.dataset} {a.threat_model} {a.robustbench})" if a.robustbench else ""
+    print(f"imported {a.checkpoint}{what} as {out['model']} {out['model_kwargs']} ({out['num_params']:,} parameters)")
     if out["ignored_keys"]:
         print(f"ignored {len(out['ignored_keys'])} keys (BN counters, unused sub-blocks, attacker copies)")
     print(f"wrote {a.workdir}/config.json, checkpoints/ and import.json")

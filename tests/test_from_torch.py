@@ -477,3 +477,92 @@ def test_legacy_format_unsafe_pickle_is_refused(tmp_path):
     with pytest.raises(ValueError, match="weights_only=True"):
         jadv.models.load_torch_state_dict(path)
     assert not marker.exists()
+
+
+# -- further RobustBench architectures -------------------------------------------------------------
+# (torch model factory, arch, from_torch options, jadv model fields set after conversion, expected kwargs)
+ZOO_CASES = [
+    pytest.param(lambda: R.ZooPreActResNet18(), "preact_resnet18", {"shortcut_from": "input"}, {},
+                 {"depth": 18, "shortcut_from": "input", "final_norm": False}, id="zoo_preact18_input_shortcut"),
+    pytest.param(lambda: R.ZooPreActResNet18(bn_before_fc=True), "preact_resnet18", {"shortcut_from": "input"}, {},
+                 {"depth": 18, "shortcut_from": "input", "final_norm": True}, id="zoo_preact18_input_shortcut_bn"),
+    pytest.param(lambda: R.BoostingWideResNet(10, 2), "wide_resnet", {"head": "cosine"}, {},
+                 {"depth": 10, "width": 2, "head": "cosine"}, id="boosting_wrn_10_2_cosine"),
+    pytest.param(lambda: R.RobustWideResNet((16, 32, 64, 48), (1, 2, 1)), "robust_wide_resnet", {}, {},
+                 {"channels": (16, 32, 64, 48), "depths": (1, 2, 1), "activation": "relu"}, id="robust_wrn_2021"),
+    pytest.param(lambda: R.RobustWideResNet((16, 32, 56, 40), (2, 1, 1), layout="a4", activation="silu"),
+                 "robust_wide_resnet", {"activation": "swish"}, {},
+                 {"channels": (16, 32, 56, 40), "depths": (2, 1, 1), "activation": "swish"}, id="robust_wrn_a4_silu"),
+    pytest.param(lambda: R.PerImageStandardized(R.WideResNet(10, 2)), "wide_resnet", {},
+                 {"per_image_standardize": True}, {"depth": 10, "width": 2}, id="mma_wrn_10_2_per_image"),
+]
+
+
+@pytest.mark.parametrize("factory,arch,options,model_fields,expected", ZOO_CASES)
+def test_zoo_architectures_match_torch(request, factory, arch, options, model_fields, expected):
+    """RobustBench's own PreActResNet-18 (raw-input shortcuts, with and without a final BN), Pang
+    et al. 2020's cosine-head WideResNet, Huang et al. 2021/2022's per-stage WideResNets (ReLU;
+    WRN-A4 layout with SiLU) and Ding et al. 2020's per-image standardised WideResNet, at small
+    widths/depths: random weights, calibrated BN, eval-mode logits equal PyTorch's to 1e-4. Without
+    the option the state dict does not record, the logits differ (the option is needed)."""
+    case_id = request.node.callspec.id
+    model = _calibrated(factory(), 32)
+    x = _inputs(4, 32)
+    sd = model.state_dict()
+    if model_fields:                          # the MMA wrapper holds no weights: convert the inner network
+        sd = {k[len("model."):]: v for k, v in sd.items()}
+    imported = jadv.models.from_torch(sd, arch, **options)
+    assert {k: imported.kwargs[k] for k in expected} == expected
+    net = jadv.models.get(imported.name, **{**imported.kwargs, **model_fields})
+    ref = _torch_logits(model, x)
+    assert ref.std() > 0.05 and np.abs(ref[0] - ref[1]).max() > 1e-2
+    out = np.asarray(jax.jit(net.apply)(imported.variables, jnp.asarray(x)))
+    diff = float(np.abs(out - ref).max())
+    print(f"{case_id}: max abs diff {diff:.2e}")
+    assert diff < TOL, f"{case_id}: max abs logit difference {diff:.3g} >= {TOL}"
+    assert jadv.models.get(imported.name, **imported.kwargs) == imported.model
+    # the option matters: the default (activation shortcut / linear head / no standardisation) differs
+    if options.get("shortcut_from") or options.get("head") or model_fields:
+        plain = jadv.models.from_torch(sd, arch)
+        assert not np.abs(_jax_logits(plain, x) - ref).max() < 100 * TOL
+
+
+def test_zoo_option_errors():
+    wrn = R.WideResNet(10, 1).state_dict()
+    preact = R.ZooPreActResNet18().state_dict()
+    with pytest.raises(ValueError, match="shortcut_from='input' is only for the pre-activation ResNets"):
+        jadv.models.from_torch(wrn, "wide_resnet", shortcut_from="input")
+    with pytest.raises(ValueError, match="unknown shortcut_from 'output'; allowed: activation, input"):
+        jadv.models.from_torch(preact, "preact_resnet18", shortcut_from="output")
+    with pytest.raises(ValueError, match="head='cosine' is only for the WideResNets"):
+        jadv.models.from_torch(preact, "preact_resnet18", head="cosine")
+    with pytest.raises(ValueError, match="unknown head 'arcface'; allowed: linear, cosine"):
+        jadv.models.from_torch(wrn, "wide_resnet", head="arcface")
+    with pytest.raises(ValueError, match=r"unknown keys \(1\): fc\.bias"):            # a cosine head has no bias
+        jadv.models.from_torch(wrn, "wide_resnet", head="cosine")
+    with pytest.raises(ValueError, match="missing key 'stem_conv.weight' for arch 'robust_wide_resnet'"):
+        jadv.models.from_torch(wrn, "robust_wide_resnet")
+    rwrn = R.RobustWideResNet((16, 32, 64, 48), (1, 2, 1)).state_dict()
+    gap = {k: v for k, v in rwrn.items() if not k.startswith("blocks.1.layer.0.")}
+    with pytest.raises(ValueError, match=r"RobustWideResNet's stages from the keys.*1: \[1\]"):
+        jadv.models.from_torch(gap, "robust_wide_resnet")
+    with pytest.raises(ValueError, match="strided stage must change the channel count"):
+        jadv.models.get("robust_wide_resnet", channels=(16, 32, 32), depths=(1, 1), strides=(1, 2))
+    with pytest.raises(ValueError, match=r"len\(channels\) = len\(depths\) \+ 1"):
+        jadv.models.get("robust_wide_resnet", channels=(16, 32), depths=(1, 1))
+    with pytest.raises(ValueError, match="shortcut_from must be one of"):
+        jadv.models.get("preact_resnet18", shortcut_from="x")
+
+
+def test_per_image_standardize_matches_torch_and_has_finite_gradients():
+    """jadv.models.resnet.per_image_standardize equals the torch formula (unbiased std, floor
+    1/sqrt(n)); a constant image (std 0) has a finite input gradient."""
+    from jadv.models.resnet import per_image_standardize
+    x = _inputs(3, 8)
+    x[2] = 0.25                                                   # a constant image: the floor is used
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    std = torch.max(xt.std(dim=(1, 2, 3), keepdim=True), torch.full((3, 1, 1, 1), 1 / (3 * 64) ** 0.5))
+    ref = ((xt - xt.mean(dim=(1, 2, 3), keepdim=True)) / std).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(per_image_standardize(jnp.asarray(x))), ref, atol=1e-5)
+    g = jax.grad(lambda v: jnp.sum(per_image_standardize(v) * jnp.arange(3.0)))(jnp.asarray(x))
+    assert np.all(np.isfinite(np.asarray(g)))

@@ -189,3 +189,45 @@ def test_import_errors(both, import_script, tmp_path):
                                     overwrite=True)
     model, _, config = jadv.train.load_trained(other)
     assert model.width == 2 and config.dataset == "cifar10"
+
+
+@pytest.mark.slow
+def test_robustbench_name_end_to_end(import_script, tmp_path, capsys):
+    """--robustbench Wong2020Fast: a random-weight PyTorch model of the zoo's own layout (RobustBench
+    PreActResNet-18: raw-input shortcuts, no final BN, CIFAR-10 mu/sigma buffers) saved with
+    torch.save, imported by name with no --arch/--mean/--std; the workdir gives the PyTorch logits
+    and records the zoo entry."""
+    calib = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    net = R.Normalized(R.randomize_(R.ZooPreActResNet18(), calib, seed=5), *jadv.models.robustbench.CIFAR10).eval()
+    torch.save(net.state_dict(), tmp_path / "wong.pt")
+    wd = str(tmp_path / "wd_wong")
+    out = import_script.main(["--robustbench", "Wong2020Fast", "--checkpoint", str(tmp_path / "wong.pt"),
+                              "--workdir", wd])
+    assert "RobustBench cifar10 Linf Wong2020Fast" in capsys.readouterr().out
+    assert out["model"] == "preact_resnet" and out["robustbench"]["name"] == "Wong2020Fast"
+    assert out["model_kwargs"]["shortcut_from"] == "input" and out["model_kwargs"]["final_norm"] is False
+    model, variables, config = jadv.train.load_trained(wd)
+    assert config.imported.robustbench.threat_model == "Linf"
+    x = np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32)
+    assert np.abs(np.asarray(jax.jit(model.apply)(variables, x)) - _torch_logits(net, x)).max() < 1e-4
+
+    # an unknown name: a usage error (exit 2) naming close names, before any file is read
+    with pytest.raises(SystemExit) as exc:
+        import_script.main(["--robustbench", "Wong2020", "--checkpoint", "nonexistent.pt", "--workdir", wd])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown RobustBench cifar10 Linf model 'Wong2020'" in err and "Wong2020Fast" in err
+    # an unsupported one says why; a checkpoint of another size is refused; --arch conflicts
+    with pytest.raises(SystemExit):
+        import_script.main(["--robustbench", "Debenedetti2022Light_XCiT-S12", "--checkpoint", "x.pt", "--workdir", wd])
+    assert "XCiT vision transformer" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="does not hold RobustBench's Wong2020Fast.*final_norm=True"):
+        torch.save(R.PreActResNet18().state_dict(), tmp_path / "rice.pt")
+        import_script.import_checkpoint(str(tmp_path / "rice.pt"), None, str(tmp_path / "wd2"),
+                                        robustbench="Wong2020Fast")
+    with pytest.raises(ValueError, match="drop --arch"):
+        import_script.import_checkpoint(str(tmp_path / "wong.pt"), "preact_resnet18", str(tmp_path / "wd3"),
+                                        robustbench="Wong2020Fast")
+    with pytest.raises(SystemExit):
+        import_script.main(["--checkpoint", str(tmp_path / "wong.pt"), "--workdir", str(tmp_path / "wd4")])
+    assert "exactly one of --arch and --robustbench" in capsys.readouterr().err

@@ -20,6 +20,15 @@ of the code the public checkpoints come from:
   batchnorm_1/conv_1/shortcut``, ``batchnorm``, ``logits``; ``conv_2d``, ``layer_{s}.{i}.batchnorm_0/
   conv_2d_1/batchnorm_1/conv_2d_2/shortcut``, ``batchnorm``, ``logits``): bottom/right-only padding
   of strided convs, ReLU or Swish/SiLU, input mean/std as non-persistent buffers.
+- ``ZooPreActResNet18``: RobustBench's own ``PreActResNet(PreActBlock, [2, 2, 2, 2])`` (the model
+  zoo's Andriushchenko2020Understanding / Wong2020Fast): the shortcut conv sees the *raw* block
+  input (``out_shortcut=False``) and there is no final BN unless ``bn_before_fc=True``.
+- ``BoostingWideResNet``: Pang et al. 2020's WideResNet (RobustBench ``BoostingWideResNet``):
+  L2-normalised features and ``fc`` rows, no bias.
+- ``RobustWideResNet``: Huang et al. 2021's per-stage WideResNet (RobustBench ``RobustWideResNet``:
+  ``stem_conv``, ``blocks.{s}.layer.{i}.*`` with ``convShortcut``, ``bn1``, ``fc``), and with
+  ``layout="a4"`` the basic-block ``robust_resnet.PreActResNet`` of Huang et al. 2022 (WRN-A4:
+  ``shortcut.0``, final ``norm1``, ReLU or SiLU).
 - ``Normalized``: a wrapper holding ``mu``/``sigma`` buffers, ``model((x - mu) / sigma)``.
 
 Every model takes NCHW float32 input. ``randomize_`` gives BN layers non-trivial statistics so that
@@ -407,6 +416,126 @@ class DMPreActResNet(_DMNormalize):
         return self.logits(out.flatten(1))
 
 
+# -- RobustBench's own PreActResNet-18 (model zoo resnet.py) ----------------------------------
+class ZooPreActBlock(nn.Module):
+    """Pre-activation block whose 1x1 shortcut conv sees the raw input x (RobustBench default)."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(x) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class ZooPreActResNet18(nn.Module):
+    def __init__(self, num_classes=10, bn_before_fc=False):
+        super().__init__()
+        self.in_planes = 64
+        self.bn_before_fc = bn_before_fc
+        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        layers = []
+        for i, (planes, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2))):
+            blocks = []
+            for s in (stride, 1):
+                blocks.append(ZooPreActBlock(self.in_planes, planes, s))
+                self.in_planes = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        if bn_before_fc:
+            self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        if self.bn_before_fc:
+            out = F.relu(self.bn(out))
+        return self.linear(F.avg_pool2d(out, 4).flatten(1))
+
+
+# -- Pang et al. 2020's normalised WideResNet -------------------------------------------------
+class BoostingWideResNet(WideResNet):
+    """WideResNet with ``fc`` bias off and a cosine head: normalize(features) @ normalize(W).T."""
+
+    def __init__(self, depth=34, width=20, num_classes=10, sub_block1=True):
+        super().__init__(depth, width, num_classes=num_classes, sub_block1=sub_block1, bias_last=False)
+
+    def forward(self, x):
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = F.avg_pool2d(self.relu(self.bn1(out)), 8).flatten(1)
+        return F.linear(F.normalize(out, p=2, dim=1), F.normalize(self.fc.weight, p=2, dim=1))
+
+
+# -- Huang et al. 2021 / 2022 per-stage WideResNets -------------------------------------------
+class A4Block(nn.Module):
+    """robust_resnet.PreActBasicBlock: act(bn1) -> conv1 -> act(bn2) -> conv2, shortcut.0 (1x1) of
+    the activated input where the shape changes."""
+
+    def __init__(self, in_planes, planes, stride, activation):
+        super().__init__()
+        self.act = dm_activation(activation)
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, padding=0, bias=False))
+
+    def forward(self, x):
+        out = self.act(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        out = self.conv2(self.act(self.bn2(self.conv1(out))))
+        return out + shortcut
+
+
+class _A4Stage(nn.Module):
+    def __init__(self, n, in_planes, out_planes, stride, activation):
+        super().__init__()
+        self.layer = nn.Sequential(*[A4Block(in_planes if i == 0 else out_planes, out_planes,
+                                             stride if i == 0 else 1, activation) for i in range(n)])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class RobustWideResNet(nn.Module):
+    """``layout="2021"``: RobustWideResNet (WrnBlock stages, ``bn1``, ReLU); ``"a4"``: WRN-A4's
+    layout (A4Block stages, final ``norm1``, ``activation`` "relu" or "silu")."""
+
+    def __init__(self, channels=(16, 160, 320, 640), depths=(5, 5, 5), strides=(1, 2, 2), num_classes=10,
+                 layout="2021", activation="relu"):
+        super().__init__()
+        self.layout = layout
+        self.stem_conv = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
+        if layout == "2021":
+            self.blocks = nn.ModuleList([NetworkBlock(n, channels[i], channels[i + 1], s)
+                                         for i, (n, s) in enumerate(zip(depths, strides))])
+            self.bn1 = nn.BatchNorm2d(channels[-1])
+            self.act1 = nn.ReLU()
+        else:
+            self.blocks = nn.ModuleList([_A4Stage(n, channels[i], channels[i + 1], s, activation)
+                                         for i, (n, s) in enumerate(zip(depths, strides))])
+            self.norm1 = nn.BatchNorm2d(channels[-1])
+            self.act1 = dm_activation(activation)
+        self.fc = nn.Linear(channels[-1], num_classes)
+
+    def forward(self, x):
+        out = self.stem_conv(x)
+        for block in self.blocks:
+            out = block(out)
+        out = self.act1(self.bn1(out) if self.layout == "2021" else self.norm1(out))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
 # -- normalisation wrapper ---------------------------------------------------------------------
 class Normalized(nn.Module):
     """``model((x - mu) / sigma)`` with ``mu``/``sigma`` buffers of shape [1, C, 1, 1]."""
@@ -455,7 +584,7 @@ def randomize_(model: nn.Module, calibration: torch.Tensor | None = None, seed: 
                 m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
                 m.running_var.copy_(0.5 + torch.rand(c, generator=g))
         for m in model.modules():
-            if isinstance(m, (PreActBlock, WrnBlock)):
+            if isinstance(m, (PreActBlock, WrnBlock, ZooPreActBlock, A4Block)):
                 m.conv2.weight.mul_(branch_scale)
             elif isinstance(m, DMWideBlock):
                 m.conv_1.weight.mul_(branch_scale)
@@ -481,3 +610,18 @@ def randomize_(model: nn.Module, calibration: torch.Tensor | None = None, seed: 
             if isinstance(m, nn.BatchNorm2d):
                 m.num_batches_tracked.fill_(7)
     return model.eval()
+
+
+class PerImageStandardized(nn.Module):
+    """``model((x - mean) / max(std, 1/sqrt(n)))`` per image (Ding et al. 2020's MMA wrapper;
+    unbiased std over C, H, W as ``torch.Tensor.std``)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        mu = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True)
+        floor = torch.ones_like(std) / (x.shape[1] * x.shape[2] * x.shape[3]) ** 0.5
+        return self.model((x - mu) / torch.max(std, floor))

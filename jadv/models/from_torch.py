@@ -10,7 +10,12 @@ Architectures (``arch``) and the PyTorch state-dict layouts they accept:
 
 - ``"preact_resnet18"`` / ``"preact_resnet34"``: pre-activation ResNet of Wong et al. 2020 /
   Rice et al. 2020 / RobustBench: ``conv1``, ``layer{1-4}.{i}.bn1/conv1/bn2/conv2/shortcut.0``,
-  ``bn``, ``linear``. -> :class:`jadv.models.PreActResNet`.
+  ``bn`` (optional: RobustBench's ``PreActResNet`` without ``bn_before_fc`` has no final BN;
+  read from the keys), ``linear``. Which tensor the shortcut convs see is not in the state dict:
+  ``shortcut_from="activation"`` (default: Wong/Rice, RobustBench's ``PreActBlockV2`` and
+  ``out_shortcut=True``) or ``"input"`` (RobustBench's ``PreActBlock`` with its default
+  ``out_shortcut=False``: Andriushchenko2020Understanding, Wong2020Fast in the model zoo).
+  -> :class:`jadv.models.PreActResNet`.
 - ``"resnet18"`` / ``"resnet34"`` / ``"resnet50"`` / ``"resnet101"`` / ``"resnet152"``: ResNet
   with basic or bottleneck blocks (stride on the 3x3 conv, "v1.5"), in either naming:
   torchvision (``conv1``, ``bn1``, ``layer{1-4}.{i}.conv1/bn1/.../downsample.0/downsample.1``,
@@ -22,7 +27,16 @@ Architectures (``arch``) and the PyTorch state-dict layouts they accept:
   written in TRADES/MART/RobustBench code: ``conv1``, ``block{1-3}.layer.{i}.bn1/conv1/bn2/conv2/
   convShortcut``, ``bn1``, ``fc``. ``"wide_resnet"`` infers depth and width from the keys
   (e.g. a tiny WRN-10-1); the named variants check that the checkpoint is that size.
+  ``head="cosine"`` reads Pang et al. 2020's normalised head (RobustBench ``BoostingWideResNet``:
+  features and ``fc.weight`` rows L2-normalised in the forward pass, no bias; not in the keys).
   -> :class:`jadv.models.WideResNet`.
+- ``"robust_wide_resnet"``: the WideResNet with free per-stage channels and depths of Huang et
+  al. 2021 ("Exploring architectural ingredients", RobustBench ``RobustWideResNet``: ``stem_conv``,
+  ``blocks.{s}.layer.{i}.bn1/conv1/bn2/conv2/convShortcut``, ``bn1``, ``fc``) and Huang et al.
+  2022 ("Revisiting residual networks", RobustBench ``robust_resnet`` WRN-A4: the same with
+  ``shortcut.0`` and a final ``norm1``). Channels and depths per stage are read from the keys,
+  strides are (1, 2, 2); ``activation="relu"`` (default, 2021) or ``"swish"`` (WRN-A4's SiLU).
+  -> :class:`jadv.models.RobustWideResNet` (stem ``conv1``).
 - ``"dm_wide_resnet"``: DeepMind's WideResNet of Gowal et al. 2020 ("Uncovering the limits of
   adversarial training", WRN-28-10/34-20/70-16 with Swish) and Rebuffi et al. 2021 ("Fixing data
   augmentation to improve adversarial robustness", WRN-28-10/70-16/106-16), RobustBench's
@@ -82,13 +96,20 @@ import numpy as np
 
 from jadv.models.dm_resnet import PREACT_BLOCKS, check_activation
 from jadv.models.registry import get as _get_model
+from jadv.models.resnet import HEADS as _HEADS
+from jadv.models.resnet import PREACT_SHORTCUTS as _PREACT_SHORTCUTS
 from jadv.models.registry import init_variables as _init_variables
 
 PREACT_ARCHS = {"preact_resnet18": 18, "preact_resnet34": 34}
 RESNET_ARCHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
 WRN_ARCHS = {"wrn28_10": (28, 10), "wrn34_10": (34, 10), "wide_resnet": None}
 DM_ARCHS = {"dm_wide_resnet": "init_conv", "dm_preact_resnet": "conv_2d"}     # arch -> stem conv
-ARCHS = tuple(PREACT_ARCHS) + tuple(RESNET_ARCHS) + tuple(WRN_ARCHS) + tuple(DM_ARCHS)
+ARCHS = (tuple(PREACT_ARCHS) + tuple(RESNET_ARCHS) + tuple(WRN_ARCHS) + tuple(DM_ARCHS)
+         + ("robust_wide_resnet",))
+# the PyTorch name of the stem conv (jadv's is always ``conv1``)
+STEM_KEYS = {**DM_ARCHS, "robust_wide_resnet": "stem_conv"}
+# archs whose activation a state dict does not record -> the default of ``activation=``
+ACTIVATION_ARCHS = {"dm_wide_resnet": "swish", "dm_preact_resnet": "swish", "robust_wide_resnet": "relu"}
 
 # the input normalisation RobustBench's model zoo gives its DMWideResNet / DMPreActResNet models
 # (dm_wide_resnet.py CIFAR10_MEAN/STD, CIFAR100_MEAN/STD), by number of classes
@@ -284,11 +305,16 @@ def _require(sd: dict, key: str, arch: str) -> np.ndarray:
     return sd[key]
 
 
-def _plan(sd: dict, arch: str):
-    """(registry name, kwargs, flax-module-path -> torch-prefix function, ignored key predicate)."""
+def _plan(sd: dict, arch: str, options: dict):
+    """(registry name, kwargs, flax-module-path -> torch-prefix function, ignored key predicate).
+
+    ``options``: the architecture choices a state dict does not record (``shortcut_from`` for the
+    pre-activation ResNets, ``head`` for the WideResNets), already validated."""
     if arch in PREACT_ARCHS:
         conv1 = _require(sd, "conv1.weight", arch)
-        kwargs = {"depth": PREACT_ARCHS[arch], "width": int(conv1.shape[0])}
+        kwargs = {"depth": PREACT_ARCHS[arch], "width": int(conv1.shape[0]),
+                  "shortcut_from": options.get("shortcut_from") or "activation",
+                  "final_norm": "bn.weight" in sd}
 
         def module(path):
             out = []
@@ -355,7 +381,44 @@ def _plan(sd: dict, arch: str):
                 else:
                     out.append(p)
             return ".".join(out)
-        return "wide_resnet", {"depth": depth, "width": width}, module, lambda k: k.startswith("sub_block1.")
+        kwargs = {"depth": depth, "width": width}
+        if options.get("head") not in (None, "linear"):
+            kwargs["head"] = options["head"]
+        return "wide_resnet", kwargs, module, lambda k: k.startswith("sub_block1.")
+
+    if arch == "robust_wide_resnet":
+        stages = _layer_index(sd, r"blocks\.(\d+)\.layer\.(\d+)\.")
+        if not stages or sorted(stages) != list(range(len(stages))) or any(
+                sorted(b) != list(range(len(b))) for b in stages.values()):
+            raise ValueError(f"cannot read a RobustWideResNet's stages from the keys: blocks per stage "
+                             f"{ {s: sorted(b) for s, b in sorted(stages.items())} } (expected stages 0..S-1, "
+                             "keys blocks.{s}.layer.{i}.*)")
+        stem = _require(sd, "stem_conv.weight", arch)
+        channels = [int(stem.shape[0])]
+        for st in range(len(stages)):
+            channels.append(int(_require(sd, f"blocks.{st}.layer.0.conv1.weight", arch).shape[0]))
+        kwargs = {"channels": tuple(channels), "depths": tuple(len(stages[st]) for st in range(len(stages))),
+                  "strides": (1,) + (2,) * (len(stages) - 1)}
+        short = "shortcut.0" if any(re.match(r"blocks\.\d+\.layer\.\d+\.shortcut\.0\.", k) for k in sd) \
+            else "convShortcut"
+        final = "norm1" if "norm1.weight" in sd else "bn1"
+
+        def module(path):                        # jadv conv1 = torch stem_conv; blocks_0_1 = blocks.0.layer.1
+            out = []
+            for p in path:
+                m = re.fullmatch(r"blocks_(\d+)_(\d+)", p)
+                if p == "conv1" and not out:
+                    out.append("stem_conv")
+                elif m:
+                    out.append(f"blocks.{m.group(1)}.layer.{m.group(2)}")
+                elif p == "shortcut":
+                    out.append(short)
+                elif p == "bn1" and not out:
+                    out.append(final)
+                else:
+                    out.append(p)
+            return ".".join(out)
+        return "robust_wide_resnet", kwargs, module, lambda k: False
 
     if arch == "dm_wide_resnet":
         groups = _layer_index(sd, r"layer\.(\d+)\.block\.(\d+)\.")
@@ -406,7 +469,8 @@ def _final_layer(sd: dict, arch: str) -> str:
 # -- the converter ------------------------------------------------------------------------------
 def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None = None,
                std: tuple[float, ...] | None = None, num_classes: int | None = None,
-               activation: str | None = None, dtype: Any = jnp.float32) -> ImportedModel:
+               activation: str | None = None, shortcut_from: str | None = None, head: str | None = None,
+               dtype: Any = jnp.float32) -> ImportedModel:
     """Convert a PyTorch ``state_dict`` of a RobustBench architecture into a jadv model + variables.
 
     Args:
@@ -419,8 +483,12 @@ def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None
         normalisation buffers in the state dict if present, else none (mean 0, std 1); for the
         DeepMind archs, else the RobustBench model zoo's CIFAR-10 / CIFAR-100 values (by class count).
       num_classes: checked against the final layer (default: read from it).
-      activation: only for ``"dm_wide_resnet"`` / ``"dm_preact_resnet"``, whose state dicts do not
-        record it: ``"swish"`` (default; = ``"silu"``, every RobustBench DM checkpoint) or ``"relu"``.
+      activation: only for ``"dm_wide_resnet"`` / ``"dm_preact_resnet"`` / ``"robust_wide_resnet"``,
+        whose state dicts do not record it: ``"swish"`` (= ``"silu"``; the DM archs' default, every
+        RobustBench DM checkpoint, and WRN-A4) or ``"relu"`` (the robust_wide_resnet default).
+      shortcut_from: only for the pre-activation ResNets: ``"activation"`` (default) or
+        ``"input"`` (RobustBench's ``PreActBlock``; see the module docstring).
+      head: only for the WideResNets: ``"linear"`` (default) or ``"cosine"`` (Pang et al. 2020).
       dtype: computation dtype of the jadv model (parameters stay float32).
 
     Returns:
@@ -436,17 +504,28 @@ def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
-    if arch in DM_ARCHS:
-        activation = "swish" if activation is None else activation
+    if arch in ACTIVATION_ARCHS:
+        activation = ACTIVATION_ARCHS[arch] if activation is None else activation
         check_activation(activation)
     elif activation is not None:
-        raise ValueError(f"activation={activation!r} is only for the DeepMind archs ({', '.join(DM_ARCHS)}); "
-                         f"{arch!r} always uses ReLU")
+        raise ValueError(f"activation={activation!r} is only for the DeepMind archs ({', '.join(DM_ARCHS)}) and "
+                         f"robust_wide_resnet; {arch!r} always uses ReLU")
+    if shortcut_from is not None:
+        if arch not in PREACT_ARCHS:
+            raise ValueError(f"shortcut_from={shortcut_from!r} is only for the pre-activation ResNets "
+                             f"({', '.join(PREACT_ARCHS)}), not {arch!r}")
+        if shortcut_from not in _PREACT_SHORTCUTS:
+            raise ValueError(f"unknown shortcut_from {shortcut_from!r}; allowed: {', '.join(_PREACT_SHORTCUTS)}")
+    if head is not None:
+        if arch not in WRN_ARCHS:
+            raise ValueError(f"head={head!r} is only for the WideResNets ({', '.join(WRN_ARCHS)}), not {arch!r}")
+        if head not in _HEADS:
+            raise ValueError(f"unknown head {head!r}; allowed: {', '.join(_HEADS)}")
     sd = _strip_prefix(_strip_prefix(_unwrap(state_dict), "module."), "module.")
     ignored = sorted(k for k in sd if k.startswith("attacker."))
     sd = {k: v for k, v in sd.items() if not k.startswith("attacker.")}
 
-    stem = f"{DM_ARCHS.get(arch, 'conv1')}.weight"
+    stem = f"{STEM_KEYS.get(arch, 'conv1')}.weight"
     stem_key = next((k for k in (stem, f"model.{stem}") if k in sd), None)
     if stem_key is None:
         raise ValueError(f"missing key {stem!r} for arch {arch!r}: this does not look like a {arch} "
@@ -463,16 +542,17 @@ def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None
 
     ignored += sorted(k for k in sd if k.endswith(".num_batches_tracked"))
     sd = {k: v for k, v in sd.items() if not k.endswith(".num_batches_tracked")}
-    name, arch_kwargs, module_of, dead = _plan(sd, arch)
+    name, arch_kwargs, module_of, dead = _plan(sd, arch, {"shortcut_from": shortcut_from, "head": head})
     ignored += sorted(k for k in sd if dead(k))
     sd = {k: v for k, v in sd.items() if not dead(k)}
 
-    head = _final_layer(sd, arch)
-    k_out = int(sd[f"{head}.weight"].shape[0])
+    final = _final_layer(sd, arch)
+    k_out = int(sd[f"{final}.weight"].shape[0])
     if num_classes is not None and int(num_classes) != k_out:
-        raise ValueError(f"num_classes={num_classes} but the checkpoint's {head}.weight has {k_out} outputs")
-    if arch in DM_ARCHS:
+        raise ValueError(f"num_classes={num_classes} but the checkpoint's {final}.weight has {k_out} outputs")
+    if arch in ACTIVATION_ARCHS:
         arch_kwargs["activation"] = activation
+    if arch in DM_ARCHS:
         if mean is None:
             if channels != 3 or k_out not in DM_DEFAULT_NORMALIZATION:
                 raise ValueError(f"a {arch} state dict does not hold its input normalisation, and RobustBench's "
@@ -490,7 +570,7 @@ def from_torch(state_dict: Mapping, arch: str, *, mean: tuple[float, ...] | None
     flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
 
     leaves, wanted, shape_errors = [], {}, []
-    allow_missing = {f"{head}.bias"}
+    allow_missing = {f"{final}.bias"}
     for path, leaf in flat:
         names = [p.key for p in path]
         collection, modules, leaf_name = names[0], [m for m in names[1:-1] if m != "BatchNorm_0"], names[-1]

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jadv.models.dm_resnet import DMPreActResNet, DMWideResNet
-from jadv.models.resnet import CifarResNet, PreActResNet, ResNet, WideResNet
+from jadv.models.resnet import CifarResNet, PreActResNet, ResNet, RobustWideResNet, WideResNet
 from jadv.models.simple import MLP, Linear, SmallCNN
 
 _MODELS = {
@@ -31,6 +31,7 @@ _MODELS = {
     "wrn34_10": functools.partial(WideResNet, depth=34, width=10),
     "dm_wide_resnet": DMWideResNet,          # Gowal et al. 2020 / Rebuffi et al. 2021 (RobustBench DM models)
     "dm_preact_resnet": DMPreActResNet,
+    "robust_wide_resnet": RobustWideResNet,  # Huang et al. 2021 / 2022 (RobustBench RobustWideResNet, WRN-A4)
 }
 
 
@@ -59,6 +60,8 @@ def get(name: str, **kwargs) -> nn.Module:
             except (TypeError, ValueError):
                 raise TypeError(f"{stat} must be a number or a sequence of numbers (one per input channel), "
                                 f"got {kwargs[stat]!r}") from None
+    # sequences read back from a config.json are lists; module fields hold tuples (hashable)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     try:
         return _MODELS[name](**kwargs)
     except TypeError as err:
