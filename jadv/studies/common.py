@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from jadv._io import atomic_write_json
+from jadv.progress import Progress, format_duration
 from jadv.studies.gates import apply_gates
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run at this profile")
@@ -83,13 +85,37 @@ def check_single_process(study: str) -> None:
                            "processes with experiments/train.py")
 
 
+_PART_PROGRESS: dict[str, Progress] = {}
+
+
+def part_progress(workdir: str) -> Progress:
+    """The :class:`jadv.progress.Progress` of a study's parts in ``workdir`` (one per workdir in this
+    process; counts parts, total unknown), which :func:`cached_part` reports through."""
+    key = os.path.abspath(workdir)
+    if key not in _PART_PROGRESS:
+        tag = "/".join(os.path.normpath(key).split(os.sep)[-2:])
+        _PART_PROGRESS[key] = Progress(None, desc=f"[{tag}] part", unit="part")
+    return _PART_PROGRESS[key]
+
+
 def cached_part(workdir: str, name: str, compute: Callable[[], dict]) -> dict:
-    """Return ``workdir/parts/<name>.json`` if it exists, else compute, save and return it."""
+    """Return ``workdir/parts/<name>.json`` if it exists, else compute, save and return it.
+
+    Progress: a line per part through :func:`part_progress`, ``[<study>/<profile>] part 3
+    sweep_linf computing ... | elapsed 0:02:00`` when it starts and ``[...] part 3 sweep_linf
+    computed in 0:03:10 | elapsed 0:05:10`` when it is saved (``reused`` for a part a previous run
+    saved).
+    """
     path = os.path.join(workdir, "parts", f"{name}.json")
+    progress = part_progress(workdir)
     if os.path.exists(path):
+        progress.set(progress.done + 1, **{name: "reused"})
         return read_json(path)
+    progress.set(progress.done + 1, **{name: "computing ..."})
+    t0 = time.monotonic()
     result = to_jsonable(compute())
     write_json(path, result)
+    progress.emit(**{name: f"computed in {format_duration(time.monotonic() - t0)}"})
     return result
 
 

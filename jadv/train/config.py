@@ -99,6 +99,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_devices = placeholder(int)           # data parallel over this many devices (None: all)
     # logging, evaluation, checkpoints
     c.log_every_steps = 50
+    # also write metrics.jsonl's numbers as TensorBoard event files (<workdir>/tensorboard/, via
+    # clu's metric writers: needs pip install 'jadv[tensorboard]'); logging only, free to change on resume
+    c.tensorboard = False
     c.eval_every_epochs = 1
     c.eval_batch_size = 500
     c.checkpoint = ml_collections.ConfigDict({"every_steps": 500, "keep": 2,

@@ -30,6 +30,7 @@ from jadv import data as jdata
 from jadv import models as jmodels
 from jadv._checks import check_bn_mode
 from jadv._io import atomic_write_json, atomic_write_text
+from jadv.progress import Progress
 from jadv.train import sharding
 from jadv.train.checkpoint import Checkpointer
 from jadv.train.config import check_config
@@ -169,10 +170,19 @@ class MetricsWriter:
     complete JSON (the run was killed while appending it) is dropped with a warning; a damaged
     line before the last one is a ``ValueError`` naming it (that is not what a kill leaves).
     ``enabled=False`` (the non-primary processes of a multi-process run) writes nothing.
+
+    ``tensorboard_dir``: also write each record's numbers as TensorBoard scalars there
+    (:mod:`jadv.train.tensorboard`, clu's ``SummaryWriter``; ImportError at construction when clu
+    or TensorFlow is missing). On resume the event files are appended to, not trimmed: TensorBoard
+    shows the latest value written for a step.
     """
 
-    def __init__(self, path: str, resume_step: int, *, enabled: bool = True):
+    def __init__(self, path: str, resume_step: int, *, enabled: bool = True, tensorboard_dir: str | None = None):
         self.path, self.enabled = path, enabled
+        self.tensorboard = None
+        if enabled and tensorboard_dir is not None:
+            from jadv.train.tensorboard import TensorBoardLog
+            self.tensorboard = TensorBoardLog(tensorboard_dir)
         if not enabled or not os.path.exists(path):
             return
         with open(path, "rb") as f:
@@ -205,11 +215,18 @@ class MetricsWriter:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
 
+    def flush(self) -> None:
+        """Flush the TensorBoard events (metrics.jsonl lines are written through at once)."""
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
 
-def _format_eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
 
 def create_state(config, model, image_shape, total_steps, init_key, objective=None):
@@ -290,6 +307,8 @@ CONFIG_KEYS_FREE_TO_CHANGE = {
     # reassociation (tests/test_train.py: 1 vs 8 devices); None means "all", which already
     # differs between machines
     "num_devices": "placement only",
+    # TensorBoard event files are a second view of metrics.jsonl, not part of the run
+    "tensorboard": "logging only",
 }
 
 
@@ -402,7 +421,8 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
             stopped = json.load(f)
         start_step = int(stopped["step"])
     state = sharding.replicate(state, mesh)
-    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step, enabled=primary)
+    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step, enabled=primary,
+                           tensorboard_dir=os.path.join(workdir, "tensorboard") if config.tensorboard else None)
     if changes and primary:
         archived = _archive_config(workdir, start_step)
         writer.write({"step": start_step, "kind": "config_change", "config_change": changes,
@@ -479,7 +499,9 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
             aug_key, _ = jax.random.split(jax.random.fold_in(step_key, first_step))
             return augment(aug_key, x)
 
-    step, pending, last_log_t, last_log_step = start_step, [], time.time(), start_step
+    step, pending = start_step, []
+    # "step 50/4212 epoch 0.19 loss ... acc ... | 3.1 steps/s | ETA 0:22:03" (jadv.progress), primary only
+    progress = Progress(total_steps, desc="step", unit="step", start=start_step, enabled=primary)
     last_eval = None
     steps_this_call = 0
     eval_every = max(int(config.eval_every_epochs * steps_per_epoch), 1)
@@ -502,15 +524,12 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
             pending.append((step, metrics))
             last_of_epoch = step % steps_per_epoch == 0
             if step % config.log_every_steps == 0 or last_of_epoch or step == total_steps:
-                now = time.time()
-                rate = (step - last_log_step) / max(now - last_log_t, 1e-9)
+                rate = progress.set(step, emit=False).rate      # steps/s since the previous log line
                 record = _summarise(pending, step, steps_per_epoch, float(schedule(step * replays - 1)), rate)
-                pending, last_log_t, last_log_step = [], now, step
+                pending = []
                 writer.write(record)
-                say(f"step {step}/{total_steps} epoch {record['epoch']:.2f} loss {record['loss']:.4f} "
-                      f"acc {record.get('accuracy', record.get('adv_accuracy', float('nan'))):.4f} | "
-                      f"{rate:.1f} steps/s | ETA {_format_eta((total_steps - step) / max(rate, 1e-9))}",
-                      flush=True)
+                progress.emit(epoch=f"{record['epoch']:.2f}", loss=record["loss"],
+                              acc=float(record.get("accuracy", record.get("adv_accuracy", float("nan")))))
             if es_ckpt is not None and last_of_epoch:
                 out = jax.device_get(es_step(state, es_batch_of(step // steps_per_epoch - 1), eval_key))
                 rob = float(out["robust"]) / float(out["count"])
@@ -545,6 +564,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
                 ckpt.close()
                 if es_ckpt is not None:
                     es_ckpt.close()
+                writer.close()
                 return {"stopped_at_step": step}
     if es_ckpt is not None:
         es_ckpt.close()
@@ -562,6 +582,7 @@ def _train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None,
     if primary:
         atomic_write_json(os.path.join(workdir, "results.json"), results)
     ckpt.close()
+    writer.close()
     return results
 
 
