@@ -2,7 +2,10 @@
 
 Code cells are executed in order in one namespace (no Jupyter kernel needed); `JADV_NOTEBOOK_SMOKE=1`
 selects the seconds-long settings. ``python tests/test_notebook.py`` runs the notebook's full
-settings the same way and prints each cell's time.
+settings the same way and prints each cell's time. The first code cell installs jadv with pip on a
+fresh runtime; where jadv is importable (here) it installs nothing, which the run checks, and the
+fresh-runtime paths (placeholder not filled in: a clear error; filled in: one pip command) are
+checked with the import system and subprocess patched.
 """
 import json
 import os
@@ -28,10 +31,44 @@ def execute_notebook(log=None) -> dict:
     return namespace
 
 
+def _install_cell() -> str:
+    with open(NOTEBOOK) as f:
+        nb = json.load(f)
+    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+
+
+def _no_pip(*args, **kwargs):
+    raise AssertionError(f"the install cell ran a command where jadv is importable: {args}")
+
+
+def test_install_cell_on_a_fresh_runtime(monkeypatch):
+    import importlib.util
+    import subprocess
+    import sys
+
+    cell = _install_cell()
+    assert 'JADV_SOURCE = "git+<REPOSITORY_URL>"' in cell and "pip" in cell
+    monkeypatch.setattr(subprocess, "run", _no_pip)
+    exec(compile(cell, "install cell", "exec"), {})                # jadv importable: nothing to do
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jadv" else real_find_spec(name, *a))
+    with pytest.raises(RuntimeError, match="set JADV_SOURCE in the first cell"):
+        exec(compile(cell, "install cell", "exec"), {})
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    filled = cell.replace('JADV_SOURCE = "git+<REPOSITORY_URL>"', 'JADV_SOURCE = "git+https://example.org/jadv.git@v0.1.0"')
+    exec(compile(filled, "install cell", "exec"), {})
+    assert calls == [([sys.executable, "-m", "pip", "install", "-q", "git+https://example.org/jadv.git@v0.1.0"],
+                      {"check": True})]
+
+
 @pytest.mark.slow
 def test_quickstart_notebook_runs_on_smoke_settings(monkeypatch, tmp_path):
+    import subprocess
+
     monkeypatch.setenv("JADV_NOTEBOOK_SMOKE", "1")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(subprocess, "run", _no_pip)                 # jadv is installed: the first cell is a no-op
     namespace = execute_notebook()
     assert namespace["results"]["step"] > 0
     assert namespace["curve"].shape == (5,)
