@@ -18,11 +18,24 @@ of its operands, a canonical convolution and a transpose of the result (the same
 transpose is exact). Applied to a loop body, the loop stays one jit-able ``lax`` loop, its compile
 time does not grow with the number of steps, and it runs as fast as unrolled code. The library
 applies it through :func:`cpu_canonical` to the bodies of its step loops: PGD (``pgd``,
-``pgd_generic``), the training attack ``jadv.train.craft``, APGD, the curvature solvers, and the
-models of ``jadv.train.over_models`` under ``lax.map``. It does so when the default backend is CPU;
+``pgd_generic``), the training attack ``jadv.train.craft``, APGD, FAB-T, the curvature solvers,
+and the models of ``jadv.train.over_models`` under ``lax.map``. It does so when the default backend is CPU;
 elsewhere the body is left alone (the problem was found in XLA:CPU; GPU/TPU programs were not
 measured here). ``JADV_CANONICAL_CONVS=off`` (or ``on``) in the environment overrides the choice,
 and so does ``with canonical_convs_mode("off"): ...`` in code (trace inside the block).
+
+**Max pooling** (issue #19). A user's Flax CNN pools with ``nn.max_pool`` (``reduce_window_max``),
+whose input gradient is ``select_and_scatter_add``; XLA:CPU runs that windowed scatter slowly, in
+and out of loops (a plain conv 32-64 CNN, PGD-40 at batch 256: 0.6x of PyTorch with it, 1.7x with
+the pool below; BENCHMARKS.md). jadv's own ``small_cnn`` had sidestepped it by pooling with a
+reshape and a max, which only helps jadv's models. The same trace-time pass now also rewrites
+every max-pool whose windows tile the (padded) input -- window == stride, no dilation, the usual
+2x2/2 and also "SAME"-padded pools -- as a reshape and a max (the same values), and its
+``select_and_scatter_add`` as an argmax over each window and a one-hot select: the window's
+gradient goes to its first maximal element in row-major order, exactly the element XLA's ``>=``
+select picks, so gradients are bitwise those of XLA even at ties (ReLU zeros). Overlapping
+windows are left to XLA. The rewritten forward carries a custom VJP with that same rule, so
+differentiating through a rewritten loop gives XLA's gradient too.
 
 The attacks' step loops used to take ``unroll=`` (a fully unrolled loop was the first remedy). It
 was removed: with this rewrite the loop is as fast as the unrolled one on CPU (PGD-10 0.96 vs
@@ -104,9 +117,40 @@ def _canonical_conv(prim, lhs, rhs, **params):
     return jnp.transpose(out, tuple(np.argsort((os_[0], *os_[2:], os_[1]))))
 
 
+def _tiled_windows(params) -> bool:
+    """A max-pooling window that tiles its (padded) input: window == stride, no dilation. Only
+    these are rewritten (overlapping windows are left to XLA)."""
+    win, strides = tuple(params["window_dimensions"]), tuple(params["window_strides"])
+    if win != strides:
+        return False
+    for key in ("base_dilation", "window_dilation"):
+        if key in params and any(d != 1 for d in params[key]):
+            return False
+    return True
+
+
+def _rewritable(eqn, shapes_ok: bool = True) -> bool:
+    name = eqn.primitive.name
+    if name == "conv_general_dilated":
+        return not _is_canonical(eqn.params)
+    if name == "reduce_window_max":
+        return _tiled_windows(eqn.params) and _divides(eqn.invars[0].aval.shape, eqn.params)
+    if name == "select_and_scatter_add":
+        return (eqn.params["select_prim"] is lax.ge_p and _tiled_windows(eqn.params)
+                and _divides(eqn.invars[1].aval.shape, eqn.params))
+    return False
+
+
+def _divides(shape, params) -> bool:
+    return all((n + lo + hi) % k == 0 for n, (lo, hi), k in
+               zip(shape, params["padding"], params["window_dimensions"]))
+
+
 def _has_noncanonical_conv(jaxpr) -> bool:
+    """Whether the jaxpr (or a call inside it) holds something :func:`_eval_canonical` rewrites: a
+    non-canonical convolution or a tiled max-pool (forward or gradient)."""
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated" and not _is_canonical(eqn.params):
+        if _rewritable(eqn):
             return True
         if eqn.primitive.name in _CALLS and "jaxpr" in eqn.params:
             sub = eqn.params["jaxpr"]
@@ -115,9 +159,68 @@ def _has_noncanonical_conv(jaxpr) -> bool:
     return False
 
 
+# ----------------------------------------------------------------------------------------------
+# max pooling with tiling windows
+# ----------------------------------------------------------------------------------------------
+
+def _windows_last(x, win):
+    """``x`` (already padded so that ``win`` tiles it) as ``[*outer, prod(win)]``: the elements of
+    each window last, in row-major window order (the order in which XLA's select visits them)."""
+    nd = x.ndim
+    split = []
+    for n, k in zip(x.shape, win):
+        split += [n // k, k]
+    xr = x.reshape(split)
+    xr = jnp.transpose(xr, (*range(0, 2 * nd, 2), *range(1, 2 * nd, 2)))
+    outer = xr.shape[:nd]
+    return xr.reshape(*outer, -1), outer
+
+
+def _windows_back(xw, win, outer):
+    """Inverse of :func:`_windows_last`."""
+    nd = len(win)
+    xr = xw.reshape(*outer, *win)
+    inv = np.argsort((*range(0, 2 * nd, 2), *range(1, 2 * nd, 2)))
+    xr = jnp.transpose(xr, tuple(inv))
+    return xr.reshape(tuple(o * k for o, k in zip(outer, win)))
+
+
+def _pool_max(x, *, window_dimensions, padding, **_):
+    """``reduce_window_max`` with tiling windows as a reshape and a max (the same values: a max is
+    exact). XLA:CPU runs the windowed reduction and especially its gradient slowly (BENCHMARKS.md).
+    Its derivative is XLA's too (:func:`_pool_max_grad`: the first maximum of a window takes the
+    gradient; a plain ``jnp.max`` would split it between tied elements)."""
+    return _pool_max_vjp(tuple(window_dimensions), tuple(map(tuple, padding)), x)
+
+
+def _pool_max_impl(win, padding, x):
+    xp = lax.pad(x, jnp.asarray(-jnp.inf, x.dtype), [(lo, hi, 0) for lo, hi in padding])
+    xw, _ = _windows_last(xp, win)
+    return jnp.max(xw, axis=-1)
+
+
+_pool_max_vjp = jax.custom_vjp(_pool_max_impl, nondiff_argnums=(0, 1))
+_pool_max_vjp.defvjp(lambda win, padding, x: (_pool_max_impl(win, padding, x), x),
+                     lambda win, padding, x, g: (_pool_max_grad(g, x, window_dimensions=win, padding=padding),))
+
+
+def _pool_max_grad(source, operand, *, window_dimensions, padding, **_):
+    """``select_and_scatter_add(source, operand, select_prim=ge)`` with tiling windows: each window's
+    ``source`` value goes to the first maximal element of the window (row-major order), exactly
+    as XLA's select with ``>=`` picks it; every other element gets 0. Elementwise work only."""
+    xp = lax.pad(operand, jnp.asarray(-jnp.inf, operand.dtype), [(lo, hi, 0) for lo, hi in padding])
+    xw, outer = _windows_last(xp, window_dimensions)
+    first = jnp.argmax(xw, axis=-1)             # the first maximum, as XLA's ge-select keeps it
+    hit = first[..., None] == jnp.arange(xw.shape[-1], dtype=first.dtype)
+    out = jnp.where(hit, source[..., None], jnp.zeros((), source.dtype))
+    out = _windows_back(out, window_dimensions, outer)
+    idx = tuple(slice(lo, lo + n) for (lo, _), n in zip(padding, operand.shape))
+    return out[idx]
+
+
 def _eval_canonical(jaxpr, consts, args):
-    """Evaluate a jaxpr, binding every primitive as recorded except non-canonical convolutions
-    (rewritten) and calls (inlined, so that convolutions inside them are rewritten too)."""
+    """Evaluate a jaxpr, binding every primitive as recorded except non-canonical convolutions and
+    tiled max-pools (rewritten) and calls (inlined, so that what is inside them is rewritten too)."""
     env = {}
 
     def read(v):
@@ -130,6 +233,10 @@ def _eval_canonical(jaxpr, consts, args):
         name = eqn.primitive.name
         if name == "conv_general_dilated" and not _is_canonical(eqn.params):
             outs = [_canonical_conv(eqn.primitive, *invals, **eqn.params)]
+        elif name == "reduce_window_max" and _rewritable(eqn):
+            outs = [_pool_max(*invals, **eqn.params)]
+        elif name == "select_and_scatter_add" and _rewritable(eqn):
+            outs = [_pool_max_grad(*invals, **eqn.params)]
         elif name in _CALLS and "jaxpr" in eqn.params and _has_noncanonical_conv(
                 getattr(eqn.params["jaxpr"], "jaxpr", eqn.params["jaxpr"])):
             sub = eqn.params["jaxpr"]
@@ -144,11 +251,12 @@ def _eval_canonical(jaxpr, consts, args):
 
 def canonical_convs(fn: Callable) -> Callable:
     """``fn`` with every convolution in XLA:CPU's fast canonical form (NHWC input, HWIO kernel,
-    NHWC output), the others rewritten as transposes around a canonical convolution.
+    NHWC output), the others rewritten as transposes around a canonical convolution, and every
+    tiled max-pool (and its gradient) as reshapes and elementwise ops (module docstring).
 
-    Same values as ``fn`` (the transposes are exact); traceable and differentiable like ``fn``
-    (it traces ``fn`` to a jaxpr and re-evaluates it). When ``fn`` has no non-canonical
-    convolution it is called unchanged. Meant for ``lax`` loop bodies on CPU: see the module
+    Same values as ``fn`` (transposes and maxima are exact); traceable and differentiable like
+    ``fn`` (it traces ``fn`` to a jaxpr and re-evaluates it). When ``fn`` has nothing to rewrite it
+    is called unchanged. Meant for ``lax`` loop bodies on CPU: see the module
     docstring.
     """
     def wrapped(*args):

@@ -234,3 +234,30 @@ def test_late_attacks_run_on_a_batch_the_size_of_the_survivors(setup, key):
     assert shapes[-1] == ("last", 1 << (left - 1).bit_length())
     full = A.robust_accuracy(f, x, y, [fgsm], key=key, batch_size=8, progress=False)
     np.testing.assert_array_equal(rep["robust"], full["robust"])
+
+
+def test_compilation_cache_is_written_and_gives_the_same_result(setup, key, tmp_path):
+    """autoattack(compilation_cache=dir) stores its compiled programs there (a later process loads
+    them instead of compiling); the results are those of a run without the cache."""
+    from jax._src import compilation_cache as cc
+
+    from jadv.attacks.autoattack import enable_compilation_cache
+    f, x, y, params, apply = setup
+    spec = [{"name": "fab-t", "steps": 3, "n_targets": 2}]
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    old = {n: getattr(jax.config, n) for n in names}
+    try:
+        _, plain = A.autoattack(apply, x, y, key=key, eps=0.3, params=params, version="custom", attacks=spec,
+                                batch_size=8, verbose=False, checks=False)
+        _, cached = A.autoattack(lambda p, z: apply(p, z) * 1.0, x, y, key=key, eps=0.3, params=params,
+                                 version="custom", attacks=spec, batch_size=8, verbose=False, checks=False,
+                                 compilation_cache=str(tmp_path / "xla"))
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+        assert len(list((tmp_path / "xla").iterdir())) > 0
+        np.testing.assert_array_equal(cached["robust"], plain["robust"])
+        assert enable_compilation_cache(tmp_path / "other") == str(tmp_path / "other")
+    finally:
+        for n, v in old.items():
+            jax.config.update(n, v)
+        cc.reset_cache()

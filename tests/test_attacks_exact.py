@@ -157,9 +157,9 @@ def test_fab_projection_is_exact(seed):
     corner = np.where(np.sign(c) * w[0] > 0, -t[0], 1 - t[0]) * (w[0] != 0)  # furthest move toward the plane
     feasible = abs(w[0] @ corner) >= abs(c)
     assert feasible == (seed < 3)
-    for norm in ("linf", "l2"):
+    for norm, method in [(n, m) for n in ("linf", "l2") for m in ("newton", "sort")]:
         dd = np.asarray(A.box_hyperplane_projection(jnp.asarray(t, jnp.float32), jnp.asarray(w, jnp.float32),
-                                                    jnp.asarray(b, jnp.float32), norm))[0]
+                                                    jnp.asarray(b, jnp.float32), norm, method=method))[0]
         assert dd[0] == 0.0
         assert np.all(t[0] + dd >= -1e-6) and np.all(t[0] + dd <= 1 + 1e-6)
         if norm == "linf":
@@ -180,6 +180,58 @@ def test_fab_projection_is_exact(seed):
             assert w[0] @ (t[0] + dd) == pytest.approx(b[0], abs=1e-4)
         else:
             np.testing.assert_allclose(dd, corner, atol=1e-6)
+
+
+def _projection_problem(seed, b, d, zero_frac=0.0, binary=False):
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 1, (b, d))
+    if binary:   # MNIST-like: most pixels exactly 0 or 1 (many tied breakpoints)
+        u = rng.uniform(size=(b, d))
+        t = np.where(u < 0.6, 0.0, np.where(u < 0.8, 1.0, t))
+    w = rng.normal(size=(b, d)) * (rng.uniform(size=(b, d)) >= zero_frac)
+    off = rng.normal(size=b) * 2.0
+    off[-2:] = 0.0, 1e4                 # one row on the plane, one that cannot reach it in the box
+    return [np.asarray(a, np.float32) for a in (t, w, np.sum(w * t, 1) + off)]
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("binary", [False, True])
+def test_fab_projection_newton_equals_the_sorted_solve(norm, binary):
+    """The sort-free solve (the default) gives the sorted solve's projection on FAB-sized rows."""
+    t, w, b = _projection_problem(int(binary), 64, 784, binary=binary)
+    new = np.asarray(A.box_hyperplane_projection(t, w, b, norm))
+    old = np.asarray(A.box_hyperplane_projection(t, w, b, norm, method="sort"))
+    np.testing.assert_allclose(new, old, atol=1e-7, rtol=1e-5)
+    jitted = np.asarray(jax.jit(lambda t, w, b: A.box_hyperplane_projection(t, w, b, norm))(t, w, b))
+    np.testing.assert_array_equal(jitted, new)
+    with pytest.raises(ValueError, match="method"):
+        A.box_hyperplane_projection(t, w, b, norm, method="bisect")
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_projection_newton_with_many_zero_gradient_coordinates(norm):
+    """Rows with many w_i = 0 reach the plane exactly (the sorted L2 solve's tail sums cancel there
+    and missed it: the reason it is not the default any more)."""
+    t, w, b = _projection_problem(5, 32, 784, zero_frac=0.5)
+    d = np.asarray(A.box_hyperplane_projection(t, w, b, norm))
+    feasible = np.abs(np.sum(np.where(np.sign(np.sum(w * t, 1) - b)[:, None] * w > 0, -t, 1 - t) * w, 1)) >= \
+        np.abs(np.sum(w * t, 1) - b)
+    assert feasible[:-1].all() and not feasible[-1]
+    np.testing.assert_allclose(np.sum(w * (t + d), 1)[:-1], b[:-1], atol=2e-4 * np.abs(b).max())
+    assert np.all(d[w == 0] == 0) and np.all(t + d >= 0) and np.all(t + d <= 1)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_targeted_newton_and_sort_projections_agree(norm, key):
+    rng = np.random.default_rng(3)
+    W = jnp.asarray(rng.normal(size=(12, 24)), jnp.float32)
+    V = jnp.asarray(rng.normal(size=(24, 5)), jnp.float32)
+    f = lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ W) @ V  # noqa: E731
+    x = jnp.asarray(rng.uniform(0, 1, size=(6,) + SHAPE), jnp.float32)
+    y = jnp.argmax(f(x), -1)
+    run = lambda p: jax.jit(lambda x: A.fab_targeted(f, x, y, key=key, eps=0.5 if norm == "l2" else 0.2,  # noqa: E731
+                                                     steps=10, norm=norm, n_targets=3, projection=p))(x)
+    np.testing.assert_allclose(run("newton"), run("sort"), atol=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

@@ -247,3 +247,85 @@ def test_over_models_map_and_vmap_agree(conv_net):
 
 def test_over_models_has_its_public_home():
     assert jadv.train.over_models is sweeps.over_models
+
+
+# -- max pooling (issue #19: a user's Flax CNN with nn.max_pool) ------------------------------
+
+def _tied(key, shape):
+    """ReLU outputs on a coarse grid: many windows hold tied maxima (zeros and equal values)."""
+    return jnp.maximum(jnp.round(jax.random.normal(key, shape) * 2) / 2, 0.0)
+
+
+@pytest.mark.parametrize("shape,window,padding", [
+    ((3, 8, 8, 5), (2, 2), "VALID"),
+    ((3, 7, 9, 5), (2, 2), "SAME"),          # padded windows at the bottom/right edge
+    ((2, 9, 9, 3), (3, 3), "VALID"),
+    ((2, 6, 7, 2), (2, 3), "SAME"),
+])
+def test_tiled_max_pool_rewrite_gives_the_same_values_and_gradients(key, shape, window, padding):
+    import flax.linen as nn
+    x = _tied(key, shape)
+    f = lambda z: nn.max_pool(z, window, window, padding=padding)  # noqa: E731
+    wts = lambda o: jnp.arange(o.size, dtype=o.dtype).reshape(o.shape) / o.size  # noqa: E731
+    loss = lambda fn: lambda z: jnp.sum(jnp.sin(fn(z)) * wts(fn(z)))  # noqa: E731
+    g = _cpu_loops.canonical_convs(f)
+    names = {e.primitive.name for e in jax.make_jaxpr(g)(x).eqns}
+    assert "reduce_window_max" not in names
+    np.testing.assert_array_equal(jax.jit(g)(x), jax.jit(f)(x))
+    # the gradient inside the rewritten function (a loop body: forward and select_and_scatter_add)
+    body = _cpu_loops.canonical_convs(jax.grad(loss(f)))
+    assert "select_and_scatter_add" not in {e.primitive.name for e in jax.make_jaxpr(body)(x).eqns}
+    ref = jax.jit(jax.grad(loss(f)))(x)
+    np.testing.assert_array_equal(jax.jit(body)(x), ref)   # ties: the first maximum takes it, as XLA
+    # and the gradient through the rewritten forward (custom VJP: same tie rule)
+    np.testing.assert_array_equal(jax.jit(jax.grad(loss(g)))(x), ref)
+
+
+def test_overlapping_max_pool_is_left_to_xla(key):
+    import flax.linen as nn
+    x = jax.random.normal(key, (2, 8, 8, 3))
+    f = lambda z: jnp.sum(nn.max_pool(z, (3, 3), (2, 2)) ** 2)  # noqa: E731
+    g = _cpu_loops.canonical_convs(jax.grad(f))
+    assert "select_and_scatter_add" in {e.primitive.name for e in jax.make_jaxpr(g)(x).eqns}
+    np.testing.assert_array_equal(jax.jit(g)(x), jax.jit(jax.grad(f))(x))
+
+
+@pytest.fixture
+def user_cnn(key):
+    """A plain Flax CNN as users write it: "SAME" convolutions and nn.max_pool."""
+    import flax.linen as nn
+
+    class UserCNN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for f in (4, 6):
+                x = nn.max_pool(nn.relu(nn.Conv(f, (3, 3), padding="SAME")(x)), (2, 2), (2, 2))
+            return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+    model = UserCNN()
+    x = jax.random.uniform(jax.random.fold_in(key, 1), (6, 8, 8, 1))
+    return model, model.init(key, x[:1]), x, jnp.arange(6) % 10
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd", "apgd_targeted", "fab_targeted", "square", "pgd_generic"])
+def test_user_cnn_attacks_plain_and_rewritten_agree(user_cnn, key, attack):
+    model, v, x, y = user_cnn
+    f = lambda z: model.apply(v, z)  # noqa: E731
+    A = jadv.attacks
+    kws = {"pgd": dict(eps=0.1, step_size=0.03, steps=5), "apgd": dict(eps=0.1, steps=8),
+           "apgd_targeted": dict(eps=0.1, steps=5, n_targets=2), "fab_targeted": dict(eps=0.3, steps=6, n_targets=2),
+           "square": dict(eps=0.1, queries=30)}
+
+    def make():
+        if attack == "pgd_generic":
+            return lambda x, y: A.pgd_generic(lambda z: -jax.nn.log_softmax(f(z))[jnp.arange(6), y], x, key=key,
+                                              eps=0.1, step_size=0.03, steps=5)
+        return lambda x, y: getattr(A, attack)(f, x, y, key=key, **kws[attack])
+
+    with _cpu_loops.canonical_convs_mode("off"):
+        plain = jax.jit(make())(x, y)
+    with _cpu_loops.canonical_convs_mode("on"):
+        hlo = jax.jit(make()).lower(x, y).compile().as_text()
+        rewritten = jax.jit(make())(x, y)
+    assert "select-and-scatter" not in hlo
+    np.testing.assert_allclose(rewritten, plain, atol=1e-6)

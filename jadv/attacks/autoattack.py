@@ -21,6 +21,7 @@ under that name and never as "standard".
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +38,29 @@ from jadv.attacks.evaluate import (_bind, _padded_batches, check_attack_output, 
 from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
 from jadv.attacks.specs import make_attack
 
-__all__ = ["attack_batch_size", "autoattack", "standard_attacks"]
+__all__ = ["attack_batch_size", "autoattack", "enable_compilation_cache", "standard_attacks"]
+
+
+def enable_compilation_cache(cache_dir: str | None = None, *, min_compile_time_s: float = 0.0) -> str:
+    """Turn on XLA's persistent compilation cache (``jax_compilation_cache_dir``) and return its folder.
+
+    AutoAttack compiles one program per attack and batch shape (seconds each on a CPU); with the
+    cache, a later process that evaluates the same model at the same shapes (another checkpoint of a
+    run, the same evaluation again) loads the compiled programs from disk instead. The model's
+    arrays are jit arguments, not constants, so a new checkpoint of the same architecture hits the
+    cache. ``cache_dir`` defaults to ``$JADV_CACHE_DIR/xla`` (else ``~/.cache/jadv/xla``); a run can
+    pass a folder in its workdir. ``min_compile_time_s``: programs that compiled faster are not
+    written (jax's own default is 1 s; 0 caches every program). Process-wide (a jax config
+    option); safe to call more than once. Measured in BENCHMARKS.md (issue #19).
+    """
+    from jadv.data.cache import cache_root
+
+    path = os.fspath(cache_dir) if cache_dir is not None else os.path.join(cache_root(), "xla")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1 if min_compile_time_s <= 0 else 0)
+    return path
 
 
 def attack_batch_size(n_left: int, batch_size: int, multiple: int = 1) -> int:
@@ -67,7 +90,7 @@ def standard_attacks(eps: float, norm: str = "linf") -> list[dict]:
 def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: float, norm: str = "linf",
                version: str = "standard", attacks: list | None = None, batch_size: int = 500,
                params: PyTree = None, verbose: bool = True, tol: float = 1e-5, checks: bool = True,
-               shard: bool = False) -> tuple[np.ndarray, dict]:
+               shard: bool = False, compilation_cache: bool | str | None = None) -> tuple[np.ndarray, dict]:
     """Run AutoAttack and return ``(x_adv, report)``.
 
     Args:
@@ -84,6 +107,9 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
       radius ``eps``, :func:`~jadv.attacks.masking_checks.zero_gradient_mask`), "randomized" and
       "softmax_output" on the first batch, "square_beats_whitebox" from the attacks' accuracies.
       shard: split each batch over all devices along a "data" mesh axis (batch_size must divide evenly).
+      compilation_cache: ``True`` or a folder: call :func:`enable_compilation_cache` first (the
+        user's cache folder, or that one), so a repeated evaluation in a new process skips most of
+        the compilation. Default: leave jax's configuration alone.
     Returns:
       ``x_adv [N, H, W, C]`` (numpy; ``x`` where no attack succeeded) and a report dict: ``version``,
       ``norm``, ``eps``, ``n``, ``clean_accuracy``, ``robust_accuracy``, ``attacks`` (list of
@@ -93,6 +119,8 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
     Raises: ValueError/TypeError on bad input; AttackCheckError if the final checks fail.
     """
     check_choice("version", version, ("standard", "custom"))
+    if compilation_cache:
+        enable_compilation_cache(None if compilation_cache is True else compilation_cache)
     check_norm(norm)
     check_key(key)
     check_positive_int("batch_size", batch_size)
@@ -124,23 +152,22 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
     params = place_params(shard, params)
 
     @jax.jit
-    def predict(p, xb):
-        return jnp.argmax(_bind(logits_fn, p)(xb), -1)
-
-    @jax.jit
-    def zero_grad_fn(p, xb, yb, kk):
-        return zero_gradient_mask(_bind(logits_fn, p), xb, yb, key=kk, eps=eps, norm=norm)
+    def predict(p, xb, yb, kk):
+        """Clean predictions and (checks) the zero-gradient flags of a batch: one program."""
+        lf = _bind(logits_fn, p)
+        pred_b = jnp.argmax(lf(xb), -1)
+        if not checks:
+            return pred_b, jnp.zeros(pred_b.shape, bool)
+        return pred_b, zero_gradient_mask(lf, xb, yb, key=kk, eps=eps, norm=norm)
 
     n = len(x)
     pred = np.zeros(n, np.int64)
     n_zero_grad = 0
     k_check = jax.random.fold_in(key, len(named))
     for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
-        xb = put(x[idx])
-        pred[idx[:m]] = fetch(predict(params, xb))[:m]
-        if checks:
-            zg = zero_grad_fn(params, xb, put(y[idx]), jax.random.fold_in(k_check, bi))
-            n_zero_grad += int(fetch(zg)[:m].sum())
+        pb, zg = predict(params, put(x[idx]), put(y[idx]), jax.random.fold_in(k_check, bi))
+        pred[idx[:m]] = fetch(pb)[:m]
+        n_zero_grad += int(fetch(zg)[:m].sum())
     robust = pred == y
     clean_acc = float(robust.mean())
     x_adv = x.copy()
@@ -182,6 +209,7 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
     if checks:
         xb, yb = jnp.asarray(x[:batch_size]), jnp.asarray(y[:batch_size])
         accs = {e["name"]: e["robust_accuracy"] for e in entries}
-        report["flags"] = masking_flags(f, xb, yb, zero_gradients=n_zero_grad / n,
+        logits_j = jax.jit(lambda p, xb: _bind(logits_fn, p)(xb))   # one program, not op by op
+        report["flags"] = masking_flags(lambda xb: logits_j(params, xb), xb, yb, zero_gradients=n_zero_grad / n,
                                         attack_accuracies=accs if len(accs) > 1 else None, warn=verbose)
     return x_adv, report

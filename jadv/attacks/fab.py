@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jadv._checks import check_positive_int
+from jadv._cpu_loops import cpu_canonical
 from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import check_attack_inputs, check_key
 from jadv.attacks.apgd import top_targets
@@ -33,17 +34,10 @@ from jadv.attacks.projections import _bcast, per_example_norm
 __all__ = ["fab_targeted", "box_hyperplane_projection"]
 
 
-def box_hyperplane_projection(t: jax.Array, w: jax.Array, b: jax.Array, norm: str) -> jax.Array:
-    """Minimal-norm ``d`` with ``w . (t + d) = b`` and ``t + d`` in [0, 1]^D, per row.
-
-    Args: ``t, w [B, D]``, ``b [B]``, norm "linf" or "l2". Returns ``d [B, D]``.
-    The solution is ``d_i = -sign(w_i) min(mu s_i, m_i)`` where ``m_i`` is the room in the box in the
-    direction ``-sign(w_i)`` (after orienting ``w`` so that ``w . t >= b``), ``s_i = 1`` (Linf) or
-    ``|w_i|`` (L2), and ``mu >= 0`` solves the piecewise-linear equation ``sum_i |w_i| min(mu s_i, m_i)
-    = w . t - b`` (found exactly by sorting the breakpoints). If even the full move to the box corner
-    does not reach the hyperplane, that corner move is returned (as in the reference). Coordinates with
-    ``w_i = 0`` (L2: ``|w_i| < 1e-8``) are not moved.
-    """
+def _orient(t, w, b, norm):
+    """The common set-up of both solvers: orient ``w`` so that ``w . t >= b`` and describe the
+    piecewise-linear equation ``phi(mu) = sum_i min(mu slope_i, sat_i) = c`` by its breakpoints
+    ``r_i = sat_i / slope_i`` (the ``mu`` at which coordinate ``i`` hits the box)."""
     c = jnp.sum(w * t, axis=1) - b
     sgn = jnp.where(c >= 0, 1.0, -1.0).astype(t.dtype)
     w = w * sgn[:, None]
@@ -63,6 +57,13 @@ def box_hyperplane_projection(t: jax.Array, w: jax.Array, b: jax.Array, norm: st
         scale = aw
     sat = jnp.where(active, aw * room, 0.0)
     slope = jnp.where(active, slope, 0.0)
+    return c, w, room, active, r, slope, scale, sat
+
+
+def _mu_sort(r, sat, slope, c):
+    """``(mu, feasible)`` by sorting the breakpoints (the first implementation; kept as the oracle of
+    the tests and the "before" of BENCHMARKS.md: two [B, D] sorts per FAB step were 80% of FAB-T's
+    time on XLA:CPU)."""
     order = jnp.argsort(r, axis=1)
     r_s = jnp.take_along_axis(r, order, 1)
     a_s = jnp.take_along_axis(sat, order, 1)
@@ -70,18 +71,70 @@ def box_hyperplane_projection(t: jax.Array, w: jax.Array, b: jax.Array, norm: st
     a_excl = jnp.cumsum(a_s, axis=1) - a_s
     s_tail = jnp.sum(s_s, axis=1, keepdims=True) - jnp.cumsum(s_s, axis=1) + s_s
     phi = a_excl + r_s * s_tail
-    n = t.shape[1]
+    n = r.shape[1]
     kstar = jnp.sum(phi < c[:, None], axis=1)
     feasible = kstar < n
     kk = jnp.minimum(kstar, n - 1)[:, None]
     a_at = jnp.take_along_axis(a_excl, kk, 1)[:, 0]
     s_at = jnp.take_along_axis(s_tail, kk, 1)[:, 0]
     mu = jnp.maximum((c - a_at) / jnp.where(s_at > 0, s_at, 1.0), 0.0)
+    return mu, feasible
+
+
+def _mu_newton(r, sat, slope, c):
+    """``(mu, feasible)`` without sorting: Newton's method from ``mu = 0`` on the concave,
+    nondecreasing, piecewise-linear ``phi``.
+
+    On the piece that starts at ``lo``, ``phi(mu) = A + mu S`` with ``A`` the saturated terms
+    (``r_i <= lo``) and ``S`` the slopes of the others; concavity puts that line above ``phi``, so
+    the step ``mu = (c - A) / S`` never passes the root: the iterates rise monotonically, each step
+    that does not land on the final piece crosses at least one breakpoint, and the first step that
+    crosses none has found the root exactly (the set ``{r_i <= mu}`` is the one the sorted solve
+    finds, so ``A``, ``S`` and ``mu`` are the same up to float summation order). At most ``D + 1``
+    steps, in practice a handful; each is one fused pass over ``[B, D]`` (no sort). Rows that cannot
+    reach the hyperplane (``sum sat < c``) are not iterated.
+    """
+    feasible = jnp.sum(sat, axis=1) >= c
+    zero = jnp.zeros_like(c)
+
+    def body(st):
+        lo, cnt_prev, _, a, s = st
+        below = r <= lo[:, None]
+        cnt = jnp.sum(below, axis=1, dtype=jnp.int32)
+        a = jnp.sum(jnp.where(below, sat, 0.0), axis=1)
+        s = jnp.sum(jnp.where(below, 0.0, slope), axis=1)
+        done = (cnt == cnt_prev) | ~feasible
+        mu = jnp.where(s > 0, (c - a) / jnp.where(s > 0, s, 1.0), lo)
+        return jnp.where(done, lo, jnp.maximum(mu, lo)), cnt, done, a, s
+
+    init = (zero, jnp.full(c.shape, -1, jnp.int32), jnp.zeros(c.shape, bool), zero, zero)
+    _, _, _, a, s = lax.while_loop(lambda st: ~jnp.all(st[2]), body, init)
+    mu = jnp.maximum((c - a) / jnp.where(s > 0, s, 1.0), 0.0)
+    return mu, feasible
+
+
+def box_hyperplane_projection(t: jax.Array, w: jax.Array, b: jax.Array, norm: str, *,
+                              method: str = "newton") -> jax.Array:
+    """Minimal-norm ``d`` with ``w . (t + d) = b`` and ``t + d`` in [0, 1]^D, per row.
+
+    Args: ``t, w [B, D]``, ``b [B]``, norm "linf" or "l2"; ``method`` "newton" (default, sort-free)
+    or "sort" (the breakpoints sorted; same result up to float summation order). Returns ``d [B, D]``.
+    The solution is ``d_i = -sign(w_i) min(mu s_i, m_i)`` where ``m_i`` is the room in the box in the
+    direction ``-sign(w_i)`` (after orienting ``w`` so that ``w . t >= b``), ``s_i = 1`` (Linf) or
+    ``|w_i|`` (L2), and ``mu >= 0`` solves the piecewise-linear equation ``sum_i |w_i| min(mu s_i, m_i)
+    = w . t - b`` exactly (:func:`_mu_newton` / :func:`_mu_sort`). If even the full move to the box
+    corner does not reach the hyperplane, that corner move is returned (as in the reference).
+    Coordinates with ``w_i = 0`` (L2: ``|w_i| < 1e-8``) are not moved.
+    """
+    if method not in ("newton", "sort"):
+        raise ValueError(f"method must be 'newton' or 'sort', got {method!r}")
+    c, w, room, active, r, slope, scale, sat = _orient(t, w, b, norm)
+    mu, feasible = (_mu_newton if method == "newton" else _mu_sort)(r, sat, slope, c)
     mag = jnp.where(feasible[:, None], jnp.minimum(mu[:, None] * scale, room), room)
     return jnp.where(active, -jnp.sign(w) * mag, 0.0)
 
 
-def _fab_one_target(logits_fn, x0, y, yt, steps, norm, alpha_max, eta, beta):
+def _fab_one_target(logits_fn, x0, y, yt, steps, norm, alpha_max, eta, beta, projection="newton"):
     b = x0.shape[0]
     flat0 = x0.reshape(b, -1)
 
@@ -98,8 +151,10 @@ def _fab_one_target(logits_fn, x0, y, yt, steps, norm, alpha_max, eta, beta):
         w = g.reshape(b, -1)
         f1 = x1.reshape(b, -1)
         bb = -df + jnp.sum(w * f1, axis=1)
-        d1 = box_hyperplane_projection(f1, w, bb, norm)
-        d2 = box_hyperplane_projection(flat0, w, bb, norm)
+        # both projections (from x1 and from x0) in one [2B, D] solve, as the reference does
+        d12 = box_hyperplane_projection(jnp.concatenate([f1, flat0]), jnp.concatenate([w, w]),
+                                        jnp.concatenate([bb, bb]), norm, method=projection)
+        d1, d2 = d12[:b], d12[b:]
         a1 = jnp.maximum(per_example_norm(d1, norm), 1e-8)
         a2 = jnp.maximum(per_example_norm(d2, norm), 1e-8)
         alpha = jnp.clip(a1 / (a1 + a2), 0.0, alpha_max)[:, None]
@@ -114,13 +169,14 @@ def _fab_one_target(logits_fn, x0, y, yt, steps, norm, alpha_max, eta, beta):
         return x1, adv, res
 
     init = (x0, x0, jnp.full((b,), 1e10, x0.dtype))
-    _, adv, res = lax.fori_loop(0, steps, body, init)
+    # cpu_canonical: the body's convolutions in XLA:CPU's fast layout (see jadv._cpu_loops); no-op off CPU
+    _, adv, res = lax.fori_loop(0, steps, cpu_canonical(body), init)
     return adv, res
 
 
 def fab_targeted(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: Scalar,
                  steps: int = 100, norm: str = "linf", n_targets: int = 9, alpha_max: float = 0.1,
-                 eta: float = 1.05, beta: float = 0.9) -> jax.Array:
+                 eta: float = 1.05, beta: float = 0.9, projection: str = "newton") -> jax.Array:
     """FAB-T (Croce & Hein 2020), the targeted minimum-norm attack of AutoAttack; see module docstring.
 
     Args:
@@ -129,6 +185,9 @@ def fab_targeted(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Ar
       eps: one scalar radius (may be traced); a found point counts only if its distance is ``<= eps``.
       steps: iterations per target.
       norm: "linf" or "l2". n_targets: number of targets (< K). alpha_max, eta, beta: FAB constants.
+      projection: how :func:`box_hyperplane_projection` solves for the step, "newton" (default,
+        sort-free) or "sort" (the first implementation; same result up to float rounding, 5-10x
+        slower on CPU: BENCHMARKS.md, issue #19).
     Returns: ``x_adv [B, H, W, C]``: the closest adversarial point (within eps) for broken points,
     ``x`` otherwise.
     """
@@ -138,6 +197,8 @@ def fab_targeted(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Ar
     check_positive_int("n_targets", n_targets)
     if n_targets >= k:
         raise ValueError(f"n_targets must be < number of classes ({k}), got {n_targets}")
+    if projection not in ("newton", "sort"):
+        raise ValueError(f"projection must be 'newton' or 'sort', got {projection!r}")
     x = jnp.asarray(x)
     clean_logits = logits_fn(x)
     clean_wrong = jnp.argmax(clean_logits, -1) != y
@@ -145,7 +206,7 @@ def fab_targeted(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Ar
 
     def one(carry, yt):
         broken, x_out = carry
-        adv, res = _fab_one_target(logits_fn, x, y, yt, steps, norm, alpha_max, eta, beta)
+        adv, res = _fab_one_target(logits_fn, x, y, yt, steps, norm, alpha_max, eta, beta, projection)
         ok = (res <= eps) & (jnp.argmax(logits_fn(adv), -1) != y)
         new = ok & ~broken
         return (broken | ok, jnp.where(_bcast(new, x), adv, x_out)), None

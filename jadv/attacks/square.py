@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from jadv._checks import check_choice, check_positive_int
+from jadv._cpu_loops import cpu_canonical
 from jadv._typing import ArrayLike, LogitsFn, Scalar
 from jadv.attacks._validate import check_attack_inputs, check_key
 from jadv.attacks.losses import cross_entropy
@@ -202,7 +203,8 @@ def square(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, e
     start = 0
     for i in range(1, queries + 1):
         if i == queries or sides[i] != sides[start]:
-            carry = lax.fori_loop(start, i, make_body(sides[start]), carry)
+            # cpu_canonical: a max-pool's forward as a reshape and a max on CPU (jadv._cpu_loops)
+            carry = lax.fori_loop(start, i, cpu_canonical(make_body(sides[start])), carry)
             start = i
     x_best = carry[0]
     clean_wrong = jnp.argmax(logits_fn(x), -1) != y
