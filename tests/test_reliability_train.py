@@ -387,10 +387,13 @@ def test_a_changed_config_is_refused_unless_allowed_and_then_recorded(tmp_path):
 
 
 def test_keys_free_to_change_are_listed_and_ignored():
-    assert set(loop.CONFIG_KEYS_FREE_TO_CHANGE) == {"data_dir", "num_devices"}
+    assert set(loop.CONFIG_KEYS_FREE_TO_CHANGE) == {"data_dir", "num_devices", "tensorboard"}
     saved = json.loads(tiny_config().to_json_best_effort())
     moved = tiny_config(data_dir="/elsewhere", num_devices=8)
     assert loop.config_changes(saved, moved) == {}
+    logged = tiny_config()
+    logged.tensorboard = not logged.tensorboard
+    assert loop.config_changes(saved, logged) == {}
     assert loop.config_changes(saved, tiny_config(seed=3)) == {"seed": {"old": 0, "new": 3}}
     smaller = tiny_config()
     smaller.model.kwargs = {"hidden": (8,), "norm": "batch"}
