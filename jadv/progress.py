@@ -6,9 +6,10 @@ them into progress lines with the rate and the remaining time::
     step 50/4212 epoch 0.19 loss 2.3012 acc 0.1094 | 3.1 steps/s | ETA 0:22:03
 
 or, instead of printing, calls a function with a :class:`ProgressEvent` (for a logger, a
-notebook widget, tqdm, a test). The training loop (:func:`jadv.train.train_and_evaluate`) and the
-studies' shared plumbing (:func:`jadv.studies.common.cached_part`) report through it; long library
-functions take a ``progress=`` argument and pass it through :func:`make_progress`::
+notebook widget, tqdm, a test). The training loop (:func:`jadv.train.train_and_evaluate`), the
+studies' shared plumbing (:func:`jadv.studies.common.cached_part`) and the evaluations
+(:func:`jadv.attacks.robust_accuracy`, :func:`jadv.attacks.autoattack`) report through it; long
+library functions take a ``progress=`` argument and pass it through :func:`make_progress`::
 
     def long_work(..., progress=None):
         prog = make_progress(progress, total=n_batches, desc="autoattack", unit="batch")
@@ -184,17 +185,18 @@ class Progress:
 
 
 def make_progress(progress, *, total: int | None, desc: str, unit: str = "step",
-                  min_interval_s: float = 10.0) -> Progress:
+                  min_interval_s: float = 10.0, stream=None) -> Progress:
     """A :class:`Progress` from a library function's ``progress=`` argument.
 
-    ``None``/``False``: silent (enabled=False); ``True``: prints lines; a callable: called with each
-    :class:`ProgressEvent`; a :class:`Progress`: returned as is (its ``total`` is set from
-    ``total`` if it had none). Anything else is a ``TypeError``.
+    ``None``/``False``: silent (enabled=False); ``True``: prints lines (to ``stream``, default
+    ``sys.stdout``); a callable: called with each :class:`ProgressEvent`; a :class:`Progress`:
+    returned as is (its ``total`` is set from ``total`` if it had none). Anything else is a
+    ``TypeError``.
     """
     if progress is None or progress is False:
         return Progress(total, desc=desc, unit=unit, min_interval_s=min_interval_s, enabled=False)
     if progress is True:
-        return Progress(total, desc=desc, unit=unit, min_interval_s=min_interval_s)
+        return Progress(total, desc=desc, unit=unit, min_interval_s=min_interval_s, stream=stream)
     if isinstance(progress, Progress):
         if progress.total is None and total is not None:
             progress.total = int(total)

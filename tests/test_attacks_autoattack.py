@@ -96,7 +96,7 @@ def test_robust_accuracy_streaming_report(setup, key, capsys):
                {"name": "pgd", "eps": 0.05, "step_size": 0.02, "steps": 3, "loss": "margin", "label": "pgd-cw"}]
     rep = A.robust_accuracy(f, x, y, attacks, key=key, batch_size=4, return_adv=True)
     err = capsys.readouterr().err
-    assert "batch 3/3" in err and "img/s" in err
+    assert "batch 3/3 points 11/11" in err and "batches/s" in err
     assert rep["n"] == 11 and set(rep["per_attack"]) == {"fgsm", "pgd", "pgd-cw"}
     per = np.array(list(rep["per_attack"].values()))
     assert rep["robust_accuracy"] <= per.min() + 1e-12 and per.max() <= rep["clean_accuracy"]

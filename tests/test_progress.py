@@ -90,3 +90,56 @@ def test_training_loop_lines(tmp_path, capsys):
     for n, line in zip((2, 4), steps):
         assert re.fullmatch(rf"step {n}/4 epoch [\d.]+ loss [\d.]+ acc [\d.]+ \| [\d.]+ steps/s \| ETA \d+:\d\d:\d\d",
                             line), line
+
+
+def _tiny_classifier():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    w = jax.random.normal(jax.random.key(0), (4 * 4 * 1, 10))
+    x = np.asarray(jax.random.uniform(jax.random.key(1), (20, 4, 4, 1)))
+    f = lambda xb: xb.reshape(len(xb), -1) @ w
+    y = np.asarray(jnp.argmax(f(x), -1))               # every point clean-correct
+    return f, x, y
+
+
+def test_robust_accuracy_reports_batches_through_progress(capsys):
+    import jax
+    from jadv import attacks as A
+    f, x, y = _tiny_classifier()
+    events = []
+    rep = A.robust_accuracy(f, x, y, [{"name": "fgsm", "eps": 0.1}], key=jax.random.key(2), batch_size=8,
+                            progress=lambda e: events.append(e))
+    # 3 batches (8 + 8 + 4): the first report after 10 s or at the end; the end is one final event
+    assert events[-1].final and events[-1].done == 3 and events[-1].total == 3
+    assert events[-1].fields["points"] == "20/20" and events[-1].fields["clean"] == 1.0
+    assert events[-1].fields["robust"] == rep["robust_accuracy"]
+    assert capsys.readouterr().err == ""
+    A.robust_accuracy(f, x, y, [{"name": "fgsm", "eps": 0.1}], key=jax.random.key(2), batch_size=8, progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.fullmatch(r"\[robust_accuracy\] batch 3/3 points 20/20 clean 1\.0000 robust "
+                                          r"[\d.]+ \| done in 0:00:\d\d \([\d.]+ batches/s\)", err[0]), err
+    A.robust_accuracy(f, x, y, [{"name": "fgsm", "eps": 0.1}], key=jax.random.key(2), batch_size=8, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_autoattack_reports_each_attacks_batches(capsys):
+    from jadv.attacks.autoattack import attack_batch_size
+    import jax
+    from jadv import attacks as A
+    f, x, y = _tiny_classifier()
+    events = []
+    attacks = [{"name": "fgsm"}, {"name": "pgd", "steps": 3, "step_size": 0.05}]
+    _, rep = A.autoattack(f, x, y, key=jax.random.key(3), eps=0.2, version="custom", attacks=attacks,
+                          batch_size=8, verbose=False, checks=False, progress=events.append)
+    assert capsys.readouterr().err == ""
+    # each attack's last batch is reported (done reaches the total grown by that attack's batches)
+    first = rep["attacks"][0]
+    n_first = -(-first["n_attacked"] // attack_batch_size(first["n_attacked"], 8))
+    assert events[0].done == events[0].total == n_first and events[0].fields["attack"] == "fgsm"
+    assert events[0].fields["robust"] == first["robust_accuracy"]
+    assert events[-1].fields["attack"] == "pgd" and events[-1].fields["robust"] == rep["robust_accuracy"]
+    mine = P.Progress(None, desc="aa", unit="batch", callback=events.append, min_interval_s=0)
+    A.autoattack(f, x, y, key=jax.random.key(3), eps=0.2, version="custom", attacks=attacks, batch_size=8,
+                 verbose=False, checks=False, progress=mine)
+    assert mine.done == mine.total > 0

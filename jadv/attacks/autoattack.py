@@ -21,6 +21,7 @@ under that name and never as "standard".
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -37,6 +38,7 @@ from jadv.attacks.evaluate import (_bind, _padded_batches, check_attack_output, 
                                    make_placer, place_params)
 from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
 from jadv.attacks.specs import make_attack
+from jadv.progress import make_progress
 
 __all__ = ["attack_batch_size", "autoattack", "enable_compilation_cache", "standard_attacks"]
 
@@ -90,7 +92,8 @@ def standard_attacks(eps: float, norm: str = "linf") -> list[dict]:
 def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Array, eps: float, norm: str = "linf",
                version: str = "standard", attacks: list | None = None, batch_size: int = 500,
                params: PyTree = None, verbose: bool = True, tol: float = 1e-5, checks: bool = True,
-               shard: bool = False, compilation_cache: bool | str | None = None) -> tuple[np.ndarray, dict]:
+               shard: bool = False, compilation_cache: bool | str | None = None,
+               progress=None) -> tuple[np.ndarray, dict]:
     """Run AutoAttack and return ``(x_adv, report)``.
 
     Args:
@@ -110,6 +113,12 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
       compilation_cache: ``True`` or a folder: call :func:`enable_compilation_cache` first (the
         user's cache folder, or that one), so a repeated evaluation in a new process skips most of
         the compilation. Default: leave jax's configuration alone.
+      progress: batch-level progress within each attack through :mod:`jadv.progress` (the attack,
+        robust accuracy so far, rate, ETA of the attack running): True prints lines to stderr (at
+        most one per 10 s, and each attack's last), False is silent, a callable gets each
+        :class:`~jadv.progress.ProgressEvent`, a :class:`~jadv.progress.Progress` is used as is
+        (it counts batches over all attacks; its total grows by each attack's batch count when
+        the attack starts, since the survivors decide it). None (default): as ``verbose``.
     Returns:
       ``x_adv [N, H, W, C]`` (numpy; ``x`` where no attack succeeded) and a report dict: ``version``,
       ``norm``, ``eps``, ``n``, ``clean_accuracy``, ``robust_accuracy``, ``attacks`` (list of
@@ -174,6 +183,8 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if verbose else (lambda s: None)
     log(f"[autoattack {version}] {norm} eps={float(eps):.6g}: clean accuracy {clean_acc:.2%} on {n} points")
     entries = []
+    prog = make_progress(verbose if progress is None else progress, total=0, desc=f"[autoattack {version}] batch",
+                         unit="batch", stream=sys.stderr)
     for j, (name, fn) in enumerate(named):
         @jax.jit
         def run(p, xb, yb, kk, fn=fn, name=name):
@@ -186,6 +197,7 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
         n_broken = 0
         ka = jax.random.fold_in(key, j)
         bs = attack_batch_size(len(todo), batch_size, jax.device_count() if shard else 1)
+        prog.total = (prog.total or 0) + math.ceil(len(todo) / bs)
         for bi, (idx, m) in enumerate(_padded_batches(todo, bs)):
             xa, broken = run(params, put(x[idx]), put(y[idx]), jax.random.fold_in(ka, bi))
             xa = fetch(xa)[:m]
@@ -194,6 +206,7 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
             x_adv[real[broken]] = xa[broken]
             robust[real[broken]] = False
             n_broken += int(broken.sum())
+            prog.update(1, attack=name, robust=float(robust.mean()))
         dt = time.time() - t0
         entries.append({"name": name, "robust_accuracy": float(robust.mean()), "n_attacked": int(len(todo)),
                         "n_broken": n_broken, "time_s": dt})

@@ -30,6 +30,7 @@ from jadv.attacks._validate import check_images_np, check_key, check_labels_np, 
 from jadv.attacks.masking_checks import masking_flags, zero_gradient_mask
 from jadv.attacks.projections import per_example_norm
 from jadv.attacks.specs import make_attack
+from jadv.progress import make_progress
 
 __all__ = ["robust_accuracy", "perturbation_stats", "check_perturbations",
            "check_attack_output", "AttackCheckError"]
@@ -143,13 +144,8 @@ def _spec_threat(spec):
     return getattr(spec, "eps", None), getattr(spec, "norm", "linf")
 
 
-def _progress(msg, enabled):
-    if enabled:
-        print(msg, file=sys.stderr, flush=True)
-
-
 def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: list, *, key: jax.Array,
-                    batch_size: int = 256, params: PyTree = None, progress: bool = True, tol: float = 1e-5,
+                    batch_size: int = 256, params: PyTree = None, progress=True, tol: float = 1e-5,
                     return_adv: bool = False, shard: bool = False, checks: bool = False) -> dict:
     """Clean, per-attack and worst-case robust accuracy over a dataset.
 
@@ -161,7 +157,10 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
         :mod:`jadv.attacks.specs`). Every attack runs on every point.
       key: PRNG key; batch ``i`` and attack ``j`` use ``fold_in(fold_in(key, i), j)``.
       batch_size: fixed batch shape (the last batch is padded). params: see module docstring.
-      progress: print one line per batch to stderr. tol: tolerance of the eps-ball/box checks (done for
+      progress: report batches done, clean and robust accuracy so far, rate and ETA through
+        :mod:`jadv.progress`: True prints lines to stderr (at most one per 10 s, and the last),
+        False/None is silent, a callable gets each :class:`~jadv.progress.ProgressEvent`, a
+        :class:`~jadv.progress.Progress` is used as is. tol: tolerance of the eps-ball/box checks (done for
         dict specs with ``eps``; for callables only NaN/[0, 1] unless they carry ``eps``/``norm`` attributes).
       return_adv: also return the worst-case adversarial points ``[N, ...]`` (the first attack that
         breaks a point gives it; ``x`` where none does).
@@ -228,8 +227,8 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
     box_checks = {nm: {"max_norm": 0.0, "n_nan": 0, "min": 1.0, "max": 0.0} for nm in names}
     n_zero_grad = 0
     x_adv = x.copy() if return_adv else None
-    t0 = time.time()
     n_batches = math.ceil(n / batch_size)
+    prog = make_progress(progress, total=n_batches, desc="[robust_accuracy] batch", unit="batch", stream=sys.stderr)
     for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
         xb, yb = put(x[idx]), put(y[idx])
         clean[idx[:m]] = fetch(clean_fn(params, xb, yb))[:m]
@@ -256,10 +255,13 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
                 x_adv[idx[:m][newly]] = xa[newly]
             still &= ok
         done = min((bi + 1) * batch_size, n)
-        rob = np.mean(np.all([correct[nm][:done] for nm in names], axis=0)) if done else 0.0
-        el = time.time() - t0
-        _progress(f"[robust_accuracy] batch {bi + 1}/{n_batches}: {done}/{n} points, clean {clean[:done].mean():.4f}, "
-                  f"robust {rob:.4f}, {done / max(el, 1e-9):.1f} img/s, ETA {el / done * (n - done):.0f} s", progress)
+        so_far = dict(points=f"{done}/{n}", clean=float(clean[:done].mean()),
+                      robust=float(np.mean(np.all([correct[nm][:done] for nm in names], axis=0))))
+        if bi + 1 < n_batches:
+            prog.update(1, **so_far)
+        else:                                      # one final line, with the totals
+            prog.set(bi + 1, emit=False)
+            prog.close(**so_far)
     robust = clean.copy()
     for nm in names:
         robust &= correct[nm]
@@ -273,6 +275,6 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
         out["flags"] = masking_flags(f, jnp.asarray(x[:batch_size]), jnp.asarray(y[:batch_size]),
                                      zero_gradients=n_zero_grad / n,
                                      attack_accuracies=out["per_attack"] if len(names) > 1 else None,
-                                     warn=progress)
+                                     warn=bool(progress))
     return out
 
