@@ -109,7 +109,9 @@ def logistic_sharpness(x, y, eps_grid, *, norm: str = "l2", l2_reg: float = 0.0,
     with jax.enable_x64(True):
         X, Y = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
         eps = jnp.asarray(eps_grid, jnp.float64)
-        out = jax.jit(lambda e: adv_logistic_sweep(X, Y, e, norm=norm, l2_reg=l2_reg, iters=iters))(eps)
+        # the data are arguments, not closed-over constants: XLA would constant-fold the whole
+        # [n, d] float64 arithmetic on them at compile time (seconds on MNIST)
+        out = jax.jit(lambda xs, ys, e: adv_logistic_sweep(xs, ys, e, norm=norm, l2_reg=l2_reg, iters=iters))(X, Y, eps)
         gap = []
         for i, e in enumerate(eps_grid):
             he = adv_logistic_hessian(out["w"][i], X, Y, eps=float(e), norm=norm, kind="exact")
