@@ -4,9 +4,13 @@ the same attacks, on the same architecture, batch and machine (CPU by default).
     python benchmarks/bench_attacks.py                 # MLP + small CNN, batch 128, MNIST shape
     python benchmarks/bench_attacks.py --batch 64 --repeats 3 --archs small_cnn
 
+    python benchmarks/bench_attacks.py --archs user_cnn --batch 256 --pgd-steps 40 --threads 2   # issue #19
+
 Models: jadv.models "mlp" (784-256-256-10) and "small_cnn" (conv3x3(64)-pool-conv3x3(128)-pool-fc256-
-fc10, no norm), mirrored layer by layer in torch. Random weights and random inputs (throughput does not
-depend on the values). Attacks: Linf eps 0.3; PGD 10 steps of 0.01 from a uniform start; APGD-CE 100
+fc10, no norm), and "user_cnn": a plain Flax CNN as a user writes it, not one of jadv's models
+(``nn.Conv(32)`` "SAME"-ReLU-``nn.max_pool``-``nn.Conv(64)``-ReLU-``nn.max_pool``-``nn.Dense(128)``-
+``nn.Dense(10)``), each mirrored layer by layer in torch. Random weights and random inputs (throughput does not
+depend on the values). Attacks: Linf eps 0.3; PGD ``--pgd-steps`` (default 10) steps of 0.01 from a uniform start; APGD-CE 100
 steps (momentum 0.75, step halving at the checkpoints 22, 41, ..., 99, restart from the best point).
 jadv time = median of ``--repeats`` calls after a first call whose time (compile + run) is reported
 separately; torch time = median of ``--repeats`` calls after one warm-up call. ``--threads`` fixes the
@@ -36,8 +40,22 @@ import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import flax.linen as nn  # noqa: E402
+
 import jadv  # noqa: E402
 from jadv.attacks.apgd import apgd_checkpoints  # noqa: E402
+
+
+class UserCNN(nn.Module):
+    """A user's own Flax CNN (nothing from jadv.models): conv 32-64 "SAME", nn.max_pool, fc 128."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        for width in (32, 64):
+            x = nn.max_pool(nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x)), (2, 2), strides=(2, 2))
+        x = nn.relu(nn.Dense(128)(x.reshape((x.shape[0], -1))))
+        return nn.Dense(10)(x)
+
 
 # ----------------------------------------------------------------------------- torch models
 
@@ -165,10 +183,14 @@ def _median_time(fn, repeats):
     return statistics.median(ts)
 
 
-def bench(arch, batch, repeats, apgd_repeats):
+def bench(arch, batch, repeats, apgd_repeats, pgd_steps=10):
     shape = (batch, 28, 28, 1)
-    model = jadv.models.get(arch, num_classes=10)
-    variables = jadv.models.init_variables(model, jax.random.key(0), shape)
+    if arch == "user_cnn":
+        model = UserCNN()
+        variables = model.init(jax.random.key(0), jnp.zeros((1,) + shape[1:]))
+    else:
+        model = jadv.models.get(arch, num_classes=10)
+        variables = jadv.models.init_variables(model, jax.random.key(0), shape)
 
     def apply(v, x):
         return model.apply(v, x, train=False)
@@ -181,19 +203,20 @@ def bench(arch, batch, repeats, apgd_repeats):
 
     @jax.jit
     def jax_pgd(v, x, y, key):
-        return jadv.attacks.pgd(lambda z: apply(v, z), x, y, key=key, eps=eps, step_size=0.01, steps=10)
+        return jadv.attacks.pgd(lambda z: apply(v, z), x, y, key=key, eps=eps, step_size=0.01, steps=pgd_steps)
 
     @jax.jit
     def jax_apgd(v, x, y, key):
         return jadv.attacks.apgd(lambda z: apply(v, z), x, y, key=key, eps=eps, steps=100)
 
-    tmodel = (TorchMLP() if arch == "mlp" else TorchSmallCNN()).eval()
+    tmodel = {"mlp": TorchMLP, "small_cnn": TorchSmallCNN,
+              "user_cnn": lambda: TorchSmallCNN(widths=(32, 64), hidden=128)}[arch]().eval()
     for p in tmodel.parameters():
         p.requires_grad_(False)
     xt, yt = torch.from_numpy(x_np), torch.from_numpy(y_np).long()
     rows = []
     for name, jfn, tfn, reps in [
-        ("PGD-10", jax_pgd, lambda: torch_pgd(tmodel, xt, yt, eps, 0.01, 10), repeats),
+        (f"PGD-{pgd_steps}", jax_pgd, lambda: torch_pgd(tmodel, xt, yt, eps, 0.01, pgd_steps), repeats),
         ("APGD-100", jax_apgd, lambda: torch_apgd(tmodel, xt, yt, eps, 100), apgd_repeats),
     ]:
         key = jax.random.key(1)
@@ -214,12 +237,13 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--apgd-repeats", type=int, default=3)
+    ap.add_argument("--pgd-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="compute threads for both frameworks")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.archs.split(","):
-        rows += bench(arch, args.batch, args.repeats, args.apgd_repeats)
+        rows += bench(arch, args.batch, args.repeats, args.apgd_repeats, args.pgd_steps)
     print(f"\ndevice: jax {jax.__version__} {jax.devices()[0].platform} ({jax.device_count()} device(s)), "
           f"torch {torch.__version__} CPU; {args.threads} compute thread(s) each; {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.1f} at the end")
