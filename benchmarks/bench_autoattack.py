@@ -28,7 +28,9 @@ per-attack times taken around each attack's ``perturb``, jadv's ``jadv.attacks.a
 per-attack times of its report. ``--before PATH`` adds a run of another jadv checkout (e.g.
 ``git archive <commit> | tar -x -C PATH``) for before/after figures; ``--compilation-cache DIR`` adds
 two jadv runs with XLA's persistent compilation cache in DIR (cold, then warm). ``--threads`` sets
-the compute threads of both (default 2, as in the issue). Prints a markdown table and optionally
+the compute threads of both (default 2, as in the issue). ``--projection`` times FAB's projection
+alone (sort vs Newton); ``--compile-times`` splits each attack's first call on the MLP into
+tracing, lowering, XLA compilation and the run (where a cold run's time goes). Prints a markdown table and optionally
 writes ``--json``.
 """
 from __future__ import annotations
@@ -242,7 +244,6 @@ def _load(path):
 # ---------------------------------------------------------------------------------------------
 
 def worker_ref(name, path, ref_dir, threads):
-    import numpy as np
     import torch
 
     torch.set_num_threads(threads)
@@ -364,6 +365,44 @@ def bench_projection(threads, repeats=10):
     return rows
 
 
+def bench_compile_times(threads, batch=256):
+    """Where a cold AutoAttack run's compile time goes: for each standard attack, one jitted program
+    on the MLP (random weights, a [batch, 28, 28, 1] batch, Linf 0.05), timed as Python tracing,
+    lowering to StableHLO, XLA compilation, and one run of the compiled program. Returns table rows."""
+    import numpy as np
+
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    sys.path.insert(0, ROOT)
+    import jax
+    import jax.numpy as jnp
+
+    import jadv
+    from jadv.attacks.autoattack import standard_attacks
+    from jadv.attacks.specs import make_attack
+
+    model = jadv.models.get("mlp", num_classes=10)
+    variables = jadv.models.init_variables(model, jax.random.key(0), (1, 28, 28, 1))
+    x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32))
+    y = jnp.arange(batch) % 10
+    rows = []
+    for spec in standard_attacks(0.05):
+        name, fn = make_attack(spec)
+        f = jax.jit(lambda v, xb, yb, k, fn=fn: fn(lambda z: model.apply(v, z, train=False), xb, yb, k))
+        t0 = time.perf_counter()
+        traced = f.trace(variables, x, y, jax.random.key(1))
+        t1 = time.perf_counter()
+        lowered = traced.lower()
+        t2 = time.perf_counter()
+        compiled = lowered.compile()
+        t3 = time.perf_counter()
+        jax.block_until_ready(compiled(variables, x, y, jax.random.key(1)))
+        t4 = time.perf_counter()
+        rows.append(f"| {name} | {t1 - t0:.2f} | {t2 - t1:.2f} | {t3 - t2:.2f} | {t4 - t3:.2f} | "
+                    f"{lowered.as_text().count(chr(10))} |")
+    return rows
+
+
 def spawn(args, *extra):
     cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(args.threads), *extra]
     log("  $ " + " ".join(cmd[1:]))
@@ -405,6 +444,8 @@ def main():
     ap.add_argument("--preact-n", type=int, default=MODELS["preact"][0])
     ap.add_argument("--json", default=None)
     ap.add_argument("--projection", action="store_true", help="only time FAB's projection (sort vs newton)")
+    ap.add_argument("--compile-times", action="store_true",
+                    help="only split each standard attack's first call into trace / lower / compile / run (MLP)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--path", default=None, help=argparse.SUPPRESS)
@@ -422,6 +463,12 @@ def main():
         print("| rows x D | norm | sort (ms) | newton (ms) | speed-up | max abs difference |")
         print("|---|---|---|---|---|---|")
         print("\n".join(bench_projection(args.threads)))
+        return
+    if args.compile_times:
+        print(f"- {os.cpu_count()} cores, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}\n")
+        print("| attack | trace (s) | lower (s) | XLA compile (s) | run (s) | StableHLO lines |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(bench_compile_times(args.threads)))
         return
     if args.preact_n != MODELS["preact"][0]:
         MODELS["preact"] = (args.preact_n, *MODELS["preact"][1:])
