@@ -339,9 +339,23 @@ def test_config_overrides_reach_the_training_configs(get_config, load_repo_modul
     # a dataset's own weight decay overrides the shared recipe's 5e-3; the rest of the optimizer
     # (lr) is kept
     assert (c.optimizer.weight_decay, c.optimizer.lr) == (1e-2, 0.1)
-    assert study.training_config(config, "colored_mnist", "l2_at").objective.eps == 1.0     # untouched
+    assert study.training_config(config, "colored_mnist", "l2_at").objective.eps == 0.5     # untouched
     cifar = study.training_config(config, "cifar10", "vanilla")
     assert (cifar.num_epochs, cifar.optimizer.weight_decay) == (10, 5e-3)
     config.datasets = ("mnist",)
     with pytest.raises(ValueError, match=r"datasets \['mnist'\] are not in profile 'medium'"):
         study.run(config, "/nonexistent/never-written")
+
+
+def test_colored_mnist_gates_come_from_the_reference_run(load_repo_module):
+    """medium/paper colored-MNIST gates: the 9-epoch reference run minus 1 point clean / 5 robust,
+    at the radii that run used (Linf 0.05, L2 0.5)."""
+    cfg = load_repo_module("configs/sketchy_channels.py", "config_sketchy_channels")
+    assert cfg.MEDIUM_CM_REFERENCE["linf_at"] == (0.983, 0.8281)
+    for profile in ("medium", "paper"):
+        c = cfg.get_config(profile)
+        assert (c.data.colored_mnist.eps.linf, c.data.colored_mnist.eps.l2) == (0.05, 0.5)
+        g = c.gates["colored_mnist/linf_at"]
+        assert (g.clean, g.robust) == (0.97, 0.77) and "reference run" in g.source
+        assert c.gates["colored_mnist/l2_at"].robust == 0.89 and c.gates["colored_mnist/vanilla"].clean == 0.97
+        assert c.gates["colored_mnist/vanilla"].robust is None
