@@ -458,18 +458,15 @@ def main():
     if args.worker == "jadv":
         print(json.dumps(worker_jadv(args.model, args.path, args.root, args.threads, args.cache)))
         return
-    if args.projection:
-        print(f"- {os.cpu_count()} cores, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}\n")
-        print("| rows x D | norm | sort (ms) | newton (ms) | speed-up | max abs difference |")
-        print("|---|---|---|---|---|---|")
-        print("\n".join(bench_projection(args.threads)))
-        return
-    if args.compile_times:
-        print(f"- {os.cpu_count()} cores, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}\n")
-        print("| attack | trace (s) | lower (s) | XLA compile (s) | run (s) | StableHLO lines |")
-        print("|---|---|---|---|---|---|")
-        print("\n".join(bench_compile_times(args.threads)))
-        return
+    single = {"projection": (bench_projection, "rows x D | norm | sort (ms) | newton (ms) | speed-up | max abs difference"),
+              "compile_times": (bench_compile_times, "attack | trace (s) | lower (s) | XLA compile (s) | run (s) | "
+                                                     "StableHLO lines")}
+    for flag, (fn, header) in single.items():
+        if getattr(args, flag):
+            print(f"- {os.cpu_count()} cores, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}\n")
+            print(f"| {header} |\n|" + "---|" * (header.count("|") + 1))
+            print("\n".join(fn(args.threads)))
+            return
     if args.preact_n != MODELS["preact"][0]:
         MODELS["preact"] = (args.preact_n, *MODELS["preact"][1:])
     ref_dir, why = find_ref(args)

@@ -61,9 +61,14 @@ class PreActBlock(nn.Module):
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False))
 
+    shortcut_from_input = False      # the 1x1 shortcut conv sees relu(bn1(x)) (Kaiming He's v2)
+
     def forward(self, x):
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        if hasattr(self, "shortcut"):
+            shortcut = self.shortcut(x if self.shortcut_from_input else out)
+        else:
+            shortcut = x
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + shortcut
@@ -417,24 +422,10 @@ class DMPreActResNet(_DMNormalize):
 
 
 # -- RobustBench's own PreActResNet-18 (model zoo resnet.py) ----------------------------------
-class ZooPreActBlock(nn.Module):
+class ZooPreActBlock(PreActBlock):
     """Pre-activation block whose 1x1 shortcut conv sees the raw input x (RobustBench default)."""
 
-    def __init__(self, in_planes, planes, stride=1):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(x) if hasattr(self, "shortcut") else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + shortcut
+    shortcut_from_input = True
 
 
 class ZooPreActResNet18(nn.Module):
@@ -584,7 +575,7 @@ def randomize_(model: nn.Module, calibration: torch.Tensor | None = None, seed: 
                 m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
                 m.running_var.copy_(0.5 + torch.rand(c, generator=g))
         for m in model.modules():
-            if isinstance(m, (PreActBlock, WrnBlock, ZooPreActBlock, A4Block)):
+            if isinstance(m, (PreActBlock, WrnBlock, A4Block)):
                 m.conv2.weight.mul_(branch_scale)
             elif isinstance(m, DMWideBlock):
                 m.conv_1.weight.mul_(branch_scale)
