@@ -93,7 +93,7 @@ def autoattack(logits_fn: Callable, x: ArrayLike, y: ArrayLike, *, key: jax.Arra
                version: str = "standard", attacks: list | None = None, batch_size: int = 500,
                params: PyTree = None, verbose: bool = True, tol: float = 1e-5, checks: bool = True,
                shard: bool = False, compilation_cache: bool | str | None = None,
-               progress=None) -> tuple[np.ndarray, dict]:
+               progress: bool | Callable | None = None) -> tuple[np.ndarray, dict]:
     """Run AutoAttack and return ``(x_adv, report)``.
 
     Args:

@@ -145,7 +145,7 @@ def _spec_threat(spec):
 
 
 def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: list, *, key: jax.Array,
-                    batch_size: int = 256, params: PyTree = None, progress=True, tol: float = 1e-5,
+                    batch_size: int = 256, params: PyTree = None, progress: bool | Callable | None = True, tol: float = 1e-5,
                     return_adv: bool = False, shard: bool = False, checks: bool = False) -> dict:
     """Clean, per-attack and worst-case robust accuracy over a dataset.
 
