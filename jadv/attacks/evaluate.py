@@ -229,6 +229,7 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
     x_adv = x.copy() if return_adv else None
     n_batches = math.ceil(n / batch_size)
     prog = make_progress(progress, total=n_batches, desc="[robust_accuracy] batch", unit="batch", stream=sys.stderr)
+    n_clean = n_robust = 0
     for bi, (idx, m) in enumerate(_padded_batches(np.arange(n), batch_size)):
         xb, yb = put(x[idx]), put(y[idx])
         clean[idx[:m]] = fetch(clean_fn(params, xb, yb))[:m]
@@ -255,8 +256,9 @@ def robust_accuracy(logits_fn: Callable, x: ArrayLike, y: ArrayLike, attacks: li
                 x_adv[idx[:m][newly]] = xa[newly]
             still &= ok
         done = min((bi + 1) * batch_size, n)
-        so_far = dict(points=f"{done}/{n}", clean=float(clean[:done].mean()),
-                      robust=float(np.mean(np.all([correct[nm][:done] for nm in names], axis=0))))
+        n_clean += int(clean[idx[:m]].sum())
+        n_robust += int(still.sum())               # clean and unbroken by every attack
+        so_far = dict(points=f"{done}/{n}", clean=n_clean / done, robust=n_robust / done)
         if bi + 1 < n_batches:
             prog.update(1, **so_far)
         else:                                      # one final line, with the totals
