@@ -6,6 +6,7 @@ import pytest
 
 from jadv import attacks as A
 from jadv.attacks.pgd import _pgd_single, attack_objective, select_better
+from jadv.attacks.square import square_p_schedule, square_side
 
 K = 5
 EPS = {"linf": 0.05, "l2": 0.3}
@@ -222,3 +223,38 @@ def test_nnx_model_under_attack(key):
     xa = jax.jit(lambda x: A.pgd(logits_fn, x, y, key=key, eps=0.1, step_size=0.05, steps=3))(x)
     assert float(A.per_example_norm(xa - x, "linf").max()) <= 0.1 + 1e-6
     assert float(jnp.mean(A.cross_entropy(logits_fn(xa), y))) > float(jnp.mean(A.cross_entropy(logits_fn(x), y)))
+
+
+def test_square_compiles_the_model_once_for_all_sides():
+    """600 queries on 6x6 images use five square sides; the loop body reads its side from a table,
+    so the lowered program holds three forwards (initial query, loop body, clean check), 2 dots each."""
+    f = tiny_mlp(jax.random.key(1))
+    x = jax.random.uniform(jax.random.key(2), (4, 6, 6, 1))
+    y = jnp.zeros(4, jnp.int32)
+    sides = {square_side(square_p_schedule(i), 6, 6, 1, "linf") for i in range(600)}
+    assert len(sides) >= 4
+    for norm in ("linf", "l2"):
+        hlo = jax.jit(lambda x, y: A.square(f, x, y, key=jax.random.key(0), eps=0.1, queries=600, norm=norm)
+                      ).lower(x, y).as_text()
+        assert hlo.count("stablehlo.dot_general") == 6, norm
+
+
+@pytest.mark.parametrize("q", [5, 30, 100, 300])
+def test_square_linf_step_changes_one_square_of_the_scheduled_side(q):
+    """Iteration q of a (q+1)-query run follows the same q iterations as a q-query run (fold_in
+    keys, no rescaled schedule): the pixels it changes lie in one window of side s(q), and across
+    512 examples some accepted proposal spans the whole window."""
+    h = 12  # margin 50 + x.w stays positive: every example stays active; proposals lowering x.w are kept
+    w_lin = jax.random.normal(jax.random.key(5), (h * h, K))
+    f = lambda z: (z.reshape(z.shape[0], -1) @ w_lin) * (jnp.arange(K) == 0) + 50.0 * (jnp.arange(K) == 0)  # noqa: E731
+    x = jax.random.uniform(jax.random.key(6), (512, h, h, 1), minval=0.3, maxval=0.7)
+    y = jnp.zeros(512, jnp.int32)
+    run = lambda n: np.asarray(A.square(f, x, y, key=jax.random.key(7), eps=0.05, queries=n))  # noqa: E731
+    changed = np.any(run(q + 1) != run(q), axis=-1)
+    s = square_side(square_p_schedule(q), h, h, 1, "linf")
+    spans = []
+    for m in changed:
+        if m.any():
+            rows, cols = np.nonzero(m)
+            spans.append(max(rows.max() - rows.min(), cols.max() - cols.min()) + 1)
+    assert spans and max(spans) == s, (spans, s)

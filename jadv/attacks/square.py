@@ -6,8 +6,9 @@ Random search: each iteration proposes a random square-shaped update of side ``s
 fraction ``p`` of pixels, :func:`square_p_schedule`) and keeps it for an example if it lowers the loss
 or misclassifies; examples already misclassified (margin <= 0) are not updated any more.
 
-jit/vmap notes: the side ``s`` changes only at the schedule's breakpoints, so the iterations are
-split into phases of constant ``s``, each one ``lax.fori_loop`` with a static window size. The square
+jit/vmap notes: all iterations are one ``lax.fori_loop`` whose body reads the side ``s`` of its
+iteration from a table, so the model is compiled once; the square is a mask over the image (Linf)
+or a zero-padded ``[s_max, s_max]`` pattern placed on a padded canvas (L2). The square
 position and the signs are drawn per example (the reference implementation draws one position per
 batch; per-example draws are the paper's algorithm and make the result independent of the batch).
 Only the output for the correctly classified points matters for robust accuracy; clean-misclassified
@@ -78,22 +79,16 @@ def _eta(s: int) -> np.ndarray:
     return (d / np.sqrt((d ** 2).sum())).astype(np.float32)
 
 
-def _rand_eta(key, s, b, dtype):
-    """Per-example eta(s) or its transpose, ``[B, s, s, 1]``."""
-    e = jnp.asarray(_eta(s), dtype)
-    flip = jax.random.bernoulli(key, 0.5, (b, 1, 1))
-    return jnp.where(flip, e.T[None], e[None])[..., None]
-
-
 def _place(patch, h, w, vh, vw):
-    """Put ``patch[B, s, s, C]`` into zeros ``[B, h, w, C]`` at per-example corners (vh, vw)."""
+    """Put ``patch[B, S, S, C]`` into zeros ``[B, h, w, C]`` at per-example corners (vh, vw); the part
+    of the patch that falls outside the image is cut off (the canvas is padded by S, so the corner
+    is never moved to make the patch fit)."""
+    sp = patch.shape[1]
+
     def one(p, i, j):
-        return lax.dynamic_update_slice(jnp.zeros((h, w, p.shape[-1]), p.dtype), p, (i, j, 0))
+        canvas = jnp.zeros((h + sp, w + sp, p.shape[-1]), p.dtype)
+        return lax.dynamic_update_slice(canvas, p, (i, j, 0))[:h, :w]
     return jax.vmap(one)(patch, vh, vw)
-
-
-def _window(x, s, vh, vw):
-    return jax.vmap(lambda a, i, j: lax.dynamic_slice(a, (i, j, 0), (s, s, a.shape[-1])))(x, vh, vw)
 
 
 def _mask(h, w, s, vh, vw):
@@ -157,55 +152,59 @@ def square(logits_fn: LogitsFn, x: ArrayLike, y: ArrayLike, *, key: jax.Array, e
         x_best = jnp.where(_bcast(improved, x_new), x_new, x_best)
         return x_best, margin_min, loss_min
 
-    def make_body(s):
-        hi_h, hi_w = max(h - s, 1), max(w - s, 1)
+    # The side s changes at the schedule's breakpoints only; one loop body takes it from a
+    # per-iteration table, so the model's forward is compiled once, not once per side.
+    sides_py = [square_side(square_p_schedule(i, p_init, queries, resc_schedule), h, w, c, norm)
+                for i in range(queries)]
+    smax = max(sides_py)
+    side_of_it = jnp.asarray(np.asarray(sides_py, np.int32))
+    if norm == "l2":
+        # eta(s) for every side used, zero-padded to [smax, smax] in its top-left corner
+        etas = np.zeros((smax + 1, smax, smax), np.float32)
+        for sd in set(sides_py):
+            etas[sd, :sd, :sd] = _eta(sd)
+        etas = jnp.asarray(etas, x.dtype)
 
-        def body_linf(i, carry):
-            kk = jax.random.fold_in(k_loop, i)
-            k1, k2, k3 = jax.random.split(kk, 3)
-            vh = jax.random.randint(k1, (b,), 0, hi_h)
-            vw = jax.random.randint(k2, (b,), 0, hi_w)
-            sg = jax.random.rademacher(k3, (b, 1, 1, c), x.dtype)
-            delta = _place(jnp.broadcast_to(2.0 * eps * sg, (b, s, s, c)), h, w, vh, vw)
-            x_new = jnp.clip(jnp.clip(carry[0] + delta, x - eps, x + eps), 0.0, 1.0)
-            return accept(x_new, carry)
+    def corners(k1, k2, s):
+        hi_h, hi_w = jnp.maximum(h - s, 1), jnp.maximum(w - s, 1)
+        return jax.random.randint(k1, (b,), 0, hi_h), jax.random.randint(k2, (b,), 0, hi_w)
 
-        def body_l2(i, carry):
-            kk = jax.random.fold_in(k_loop, i)
-            k1, k2, k3, k4, k5, k6 = jax.random.split(kk, 6)
-            x_best = carry[0]
-            delta = x_best - x
-            vh = jax.random.randint(k1, (b,), 0, hi_h)
-            vw = jax.random.randint(k2, (b,), 0, hi_w)
-            vh2 = jax.random.randint(k3, (b,), 0, hi_h)
-            vw2 = jax.random.randint(k4, (b,), 0, hi_w)
-            win1 = _window(delta, s, vh, vw)
-            norm_win1 = jnp.sqrt(jnp.sum(win1 ** 2, axis=(1, 2), keepdims=True))
-            mask1 = _mask(h, w, s, vh, vw)
-            mask2 = _mask(h, w, s, vh2, vw2)
-            norm_img = _bcast(per_example_norm(delta, "l2"), delta)
-            mask_img = jnp.maximum(mask1, mask2)
-            norm_wins = jnp.sqrt(jnp.sum((delta * mask_img) ** 2, axis=(1, 2), keepdims=True))
-            new = _rand_eta(k5, s, b, x.dtype) * jax.random.rademacher(k6, (b, 1, 1, c), x.dtype)
-            new = new + win1 / (1e-12 + norm_win1)
-            new = new / (1e-12 + jnp.sqrt(jnp.sum(new ** 2, axis=(1, 2), keepdims=True))) * jnp.sqrt(
-                jnp.maximum(eps ** 2 - norm_img ** 2, 0.0) / c + norm_wins ** 2)
-            delta = delta * (1.0 - mask2)
-            delta = delta * (1.0 - mask1) + _place(new, h, w, vh, vw)
-            x_new = jnp.clip(x + _unit(delta) * eps, 0.0, 1.0)
-            return accept(x_new, carry)
+    def body_linf(i, carry):
+        s = side_of_it[i]
+        k1, k2, k3 = jax.random.split(jax.random.fold_in(k_loop, i), 3)
+        vh, vw = corners(k1, k2, s)
+        sg = jax.random.rademacher(k3, (b, 1, 1, c), x.dtype)
+        delta = 2.0 * eps * sg * _mask(h, w, s, vh, vw)
+        x_new = jnp.clip(jnp.clip(carry[0] + delta, x - eps, x + eps), 0.0, 1.0)
+        return accept(x_new, carry)
 
-        return body_linf if norm == "linf" else body_l2
+    def body_l2(i, carry):
+        s = side_of_it[i]
+        k1, k2, k3, k4, k5, k6 = jax.random.split(jax.random.fold_in(k_loop, i), 6)
+        x_best = carry[0]
+        delta = x_best - x
+        vh, vw = corners(k1, k2, s)
+        vh2, vw2 = corners(k3, k4, s)
+        mask1 = _mask(h, w, s, vh, vw)
+        mask2 = _mask(h, w, s, vh2, vw2)
+        win1 = delta * mask1
+        norm_win1 = jnp.sqrt(jnp.sum(win1 ** 2, axis=(1, 2), keepdims=True))
+        norm_img = _bcast(per_example_norm(delta, "l2"), delta)
+        norm_wins = jnp.sqrt(jnp.sum((delta * jnp.maximum(mask1, mask2)) ** 2, axis=(1, 2), keepdims=True))
+        e = etas[s]
+        flip = jax.random.bernoulli(k5, 0.5, (b, 1, 1))
+        eta = _place(jnp.where(flip, e.T[None], e[None])[..., None], h, w, vh, vw)
+        new = eta * jax.random.rademacher(k6, (b, 1, 1, c), x.dtype) + win1 / (1e-12 + norm_win1)
+        new = new / (1e-12 + jnp.sqrt(jnp.sum(new ** 2, axis=(1, 2), keepdims=True))) * jnp.sqrt(
+            jnp.maximum(eps ** 2 - norm_img ** 2, 0.0) / c + norm_wins ** 2)
+        delta = delta * (1.0 - mask2)
+        delta = delta * (1.0 - mask1) + new
+        x_new = jnp.clip(x + _unit(delta) * eps, 0.0, 1.0)
+        return accept(x_new, carry)
 
-    # phases of constant square side
-    sides = [square_side(square_p_schedule(i, p_init, queries, resc_schedule), h, w, c, norm) for i in range(queries)]
-    carry = (x_best, margin_min, loss_min)
-    start = 0
-    for i in range(1, queries + 1):
-        if i == queries or sides[i] != sides[start]:
-            # cpu_canonical: a max-pool's forward as a reshape and a max on CPU (jadv._cpu_loops)
-            carry = lax.fori_loop(start, i, cpu_canonical(make_body(sides[start])), carry)
-            start = i
+    # cpu_canonical: a max-pool's forward as a reshape and a max on CPU (jadv._cpu_loops)
+    carry = lax.fori_loop(0, queries, cpu_canonical(body_linf if norm == "linf" else body_l2),
+                          (x_best, margin_min, loss_min))
     x_best = carry[0]
     clean_wrong = jnp.argmax(logits_fn(x), -1) != y
     return lax.stop_gradient(jnp.where(_bcast(clean_wrong, x), x, x_best))
