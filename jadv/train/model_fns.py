@@ -10,6 +10,8 @@ behaviour of each forward pass explicitly. ``ModelFns`` names those choices:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -20,20 +22,59 @@ from jadv._checks import BN_MODES, check_bn_mode
 ATTACK_BN_MODES = BN_MODES
 
 
+@functools.lru_cache(maxsize=256)
+def _call_keywords(module_call: Callable) -> frozenset[str] | None:
+    """The keyword arguments a Flax module's ``__call__`` takes, or None when it takes ``**kwargs``
+    (or its signature cannot be read): then every keyword is passed."""
+    try:
+        params = inspect.signature(module_call).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _model_keywords(apply_fn: Callable) -> frozenset[str] | None:
+    module = getattr(apply_fn, "__self__", None)       # Flax: apply_fn is model.apply
+    call = getattr(type(module), "__call__", None) if module is not None else None
+    return None if call is None else _call_keywords(call)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelFns:
-    """Wraps ``apply_fn(variables, x, train=..., bn_set=..., mutable=...)``."""
+    """Wraps ``apply_fn(variables, x, train=..., bn_set=..., mutable=...)``.
+
+    jadv's models take ``train`` and ``bn_set``; a user's Flax module that takes neither (a plain
+    ``__call__(self, x)``) or only ``train`` works too: the keywords its ``__call__`` does not
+    take are not passed. Such a model has one set of batch-norm statistics, so asking it for
+    ``bn_set="adv"`` (mixture BN, AdvProp) is a ValueError.
+    """
 
     apply_fn: Callable
+
+    def _apply(self, variables, x, *, train: bool, bn_set: str = "clean", **kwargs):
+        accepted = _model_keywords(self.apply_fn)
+        if accepted is not None:
+            if "bn_set" not in accepted:
+                if bn_set != "clean":
+                    raise ValueError(f"bn_set={bn_set!r} needs a model with several batch-norm sets (a "
+                                     f"`bn_set` argument, e.g. norm='dual_batch'); "
+                                     f"{type(self.apply_fn.__self__).__name__}.__call__ takes none")
+            else:
+                kwargs["bn_set"] = bn_set
+            if "train" in accepted:
+                kwargs["train"] = train
+            return self.apply_fn(variables, x, **kwargs)
+        return self.apply_fn(variables, x, train=train, bn_set=bn_set, **kwargs)
 
     def logits(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, bn_set: str = "clean",
                update_stats: bool = True) -> tuple[jax.Array, Any]:
         """Forward pass. x [B,H,W,C] -> (logits [B,K], new batch_stats)."""
         variables = {"params": params, "batch_stats": batch_stats}
         if not train or not batch_stats:
-            return self.apply_fn(variables, x, train=train, bn_set=bn_set), batch_stats
-        logits, updates = self.apply_fn(variables, x, train=True, bn_set=bn_set,
-                                        mutable=["batch_stats"])
+            return self._apply(variables, x, train=train, bn_set=bn_set), batch_stats
+        logits, updates = self._apply(variables, x, train=True, bn_set=bn_set, mutable=["batch_stats"])
         return logits, (updates["batch_stats"] if update_stats else batch_stats)
 
     def logits_fn(self, params: Any, batch_stats: Any, *, bn_mode: str = "eval",
@@ -58,4 +99,5 @@ class ModelFns:
 def logits_fn_from_variables(apply_fn: Callable, variables: Any, *,
                              bn_set: str = "clean") -> Callable[[jax.Array], jax.Array]:
     """Inference-mode ``logits_fn`` (running statistics) for fixed variables."""
-    return lambda x: apply_fn(variables, x, train=False, bn_set=bn_set)
+    fns = ModelFns(apply_fn)
+    return lambda x: fns._apply(variables, x, train=False, bn_set=bn_set)

@@ -149,7 +149,7 @@ def make_eval_step(*, use_ema: bool = True, bn_set: str = "clean") -> Callable:
         x = images_to_float(batch["image"])
         y = batch["label"]
         mask = batch.get("mask", jnp.ones(y.shape, bool))
-        logits = state.apply_fn(state.eval_variables(use_ema), x, train=False, bn_set=bn_set)
+        logits = ModelFns(state.apply_fn)._apply(state.eval_variables(use_ema), x, train=False, bn_set=bn_set)
         nll = cross_entropy(logits, y)
         correct = (jnp.argmax(logits, -1) == y) & mask
         return {"correct": jnp.sum(correct), "count": jnp.sum(mask),
