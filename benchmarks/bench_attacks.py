@@ -5,6 +5,7 @@ the same attacks, on the same architecture, batch and machine (CPU by default).
     python benchmarks/bench_attacks.py --batch 64 --repeats 3 --archs small_cnn
 
     python benchmarks/bench_attacks.py --archs user_cnn --batch 256 --pgd-steps 40 --threads 2   # issue #19
+    python benchmarks/bench_attacks.py --archs user_cnn --batch 256 --pgd-steps 40 --threads 2 --cpu-devices 2
 
 Models: jadv.models "mlp" (784-256-256-10) and "small_cnn" (conv3x3(64)-pool-conv3x3(128)-pool-fc256-
 fc10, no norm), and "user_cnn": a plain Flax CNN as a user writes it, not one of jadv's models
@@ -16,7 +17,10 @@ jadv time = median of ``--repeats`` calls after a first call whose time (compile
 separately; torch time = median of ``--repeats`` calls after one warm-up call. ``--threads`` fixes the
 number of compute threads of both frameworks (default 1: on a shared, loaded machine multi-threaded
 runs mostly measure contention; XLA gets ``--xla_cpu_multi_thread_eigen=false`` for 1 thread).
-Prints a markdown table.
+``--cpu-devices N``: jadv exposes N CPU devices (``jadv.train.use_cpu_cores``) and the batch is
+placed sharded over them (``jadv.train.shard_batch``, weights replicated), as a user does to run
+one shard per core; XLA:CPU otherwise runs a small CNN's program on one core. PyTorch keeps its
+``--threads`` intra-op threads. Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -28,12 +32,17 @@ import time
 
 _pre = argparse.ArgumentParser(add_help=False)
 _pre.add_argument("--threads", type=int, default=1)
+_pre.add_argument("--cpu-devices", type=int, default=1)
 THREADS = _pre.parse_known_args(sys.argv[1:])[0].threads
+CPU_DEVICES = _pre.parse_known_args(sys.argv[1:])[0].cpu_devices
 if THREADS == 1 and "jax" not in sys.modules:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax  # noqa: E402
+
+if CPU_DEVICES > 1:
+    jax.config.update("jax_num_cpu_devices", CPU_DEVICES)   # = jadv.train.use_cpu_cores, before any JAX work
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -199,6 +208,10 @@ def bench(arch, batch, repeats, apgd_repeats, pgd_steps=10):
     x_np = rng.uniform(0, 1, shape).astype(np.float32)
     y_np = rng.integers(0, 10, batch).astype(np.int32)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+    if jax.device_count() > 1:
+        mesh = jadv.train.make_mesh()
+        x, y = jadv.train.shard_batch(x_np, mesh), jadv.train.shard_batch(y_np, mesh)
+        variables = jadv.train.replicate(variables, mesh)
     eps = 0.3
 
     @jax.jit
@@ -239,6 +252,8 @@ def main():
     ap.add_argument("--apgd-repeats", type=int, default=3)
     ap.add_argument("--pgd-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="compute threads for both frameworks")
+    ap.add_argument("--cpu-devices", type=int, default=1,
+                    help="jadv: CPU devices to shard the batch over (one per core; jadv.train.use_cpu_cores)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []

@@ -287,13 +287,16 @@ def worker_ref(name, path, ref_dir, threads):
             "max_linf": float((x_adv - xt).abs().amax().item())}
 
 
-def worker_jadv(name, path, jadv_root, threads, cache):
+def worker_jadv(name, path, jadv_root, threads, cache, cpu_devices=1):
     import numpy as np
 
     if threads == 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     sys.path.insert(0, jadv_root)
     import jax
+
+    if cpu_devices > 1:     # = jadv.train.use_cpu_cores(cpu_devices), before any JAX work
+        jax.config.update("jax_num_cpu_devices", cpu_devices)
 
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
@@ -321,7 +324,8 @@ def worker_jadv(name, path, jadv_root, threads, cache):
             return model.apply(v, z, train=False) if name == "mlp" else model.apply(v, z)
     t0 = time.perf_counter()
     x_adv, rep = autoattack(logits, x, y, key=jax.random.key(0), eps=eps, norm="linf", version="standard",
-                            batch_size=MODELS[name][2], params=variables, verbose=False)
+                            batch_size=MODELS[name][2], params=variables, verbose=False,
+                            **({"shard": True} if cpu_devices > 1 else {}))
     total = time.perf_counter() - t0
     return {"side": "jadv", "total_s": total, "times": {e["name"]: e["time_s"] for e in rep["attacks"]},
             "n_attacked": {e["name"]: e["n_attacked"] for e in rep["attacks"]},
@@ -439,6 +443,9 @@ def main():
     ap.add_argument("--before", default=None, help="root of another jadv checkout to time as 'before'")
     ap.add_argument("--compilation-cache", default=None, help="also run jadv twice with this cache dir")
     ap.add_argument("--no-after", action="store_true", help="skip this checkout's jadv run")
+    ap.add_argument("--cpu-devices", type=int, default=1,
+                    help="also run jadv with the batch sharded over this many CPU devices (one per core; "
+                         "jadv.train.use_cpu_cores, autoattack(shard=True))")
     ap.add_argument("--mlp-steps", type=int, default=940)
     ap.add_argument("--cnn-steps", type=int, default=800)
     ap.add_argument("--preact-n", type=int, default=MODELS["preact"][0])
@@ -456,7 +463,7 @@ def main():
         print(json.dumps(worker_ref(args.model, args.path, args.ref, args.threads)))
         return
     if args.worker == "jadv":
-        print(json.dumps(worker_jadv(args.model, args.path, args.root, args.threads, args.cache)))
+        print(json.dumps(worker_jadv(args.model, args.path, args.root, args.threads, args.cache, args.cpu_devices)))
         return
     single = {"projection": (bench_projection, "rows x D | norm | sort (ms) | newton (ms) | speed-up | max abs difference"),
               "compile_times": (bench_compile_times, "attack | trace (s) | lower (s) | XLA compile (s) | run (s) | "
@@ -480,6 +487,9 @@ def main():
                                       *(["--ref", ref_dir] if ref_dir else []))
         if not args.no_after:
             runs["jadv"] = spawn(args, "--worker", "jadv", "--model", name, "--path", path)
+        if args.cpu_devices > 1:
+            runs[f"jadv, {args.cpu_devices} CPU devices"] = spawn(
+                args, "--worker", "jadv", "--model", name, "--path", path, "--cpu-devices", str(args.cpu_devices))
         if args.before:
             runs["jadv before"] = spawn(args, "--worker", "jadv", "--model", name, "--path", path,
                                         "--root", os.path.abspath(args.before))

@@ -4,6 +4,8 @@
     python benchmarks/bench_train.py --arch preact_resnet18 --batch 128 --steps 1 --repeats 3
     python benchmarks/bench_train.py --dtype bfloat16                 # bf16 compute, f32 parameters
     python benchmarks/bench_train.py --breakdown                      # per-layer XLA vs PyTorch times
+    python benchmarks/bench_train.py --arch user_cnn --batch 256 --threads 2 --cpu-devices 2 --variants canonical
+                                      # a user's Flax CNN (nn.max_pool), batch sharded over one CPU device per core
 
 Steps (identical in both frameworks; jadv's is ``jadv.train.make_train_step`` on the objectives
 ``pgd_at`` and ``trades`` of ``jadv.train.make_objective``):
@@ -48,8 +50,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 THREADS = common.set_threads()
+CPU_DEVICES = int(common.arg_value("--cpu-devices", 1))
 
 import jax  # noqa: E402
+
+if CPU_DEVICES > 1:
+    jax.config.update("jax_num_cpu_devices", CPU_DEVICES)   # = jadv.train.use_cpu_cores, before any JAX work
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
@@ -68,6 +74,7 @@ ON_GPU = jax.default_backend() == "gpu"
 ARCHS = {  # name: (image shape, eps, jadv model kwargs)
     "small_cnn": ((28, 28, 1), 0.3, {}),
     "preact_resnet18": ((32, 32, 3), 8 / 255, {}),
+    "user_cnn": ((28, 28, 1), 0.3, {}),     # bench_attacks.UserCNN: a plain Flax CNN with nn.max_pool
 }
 
 
@@ -75,7 +82,9 @@ ARCHS = {  # name: (image shape, eps, jadv model kwargs)
 
 def torch_model(arch):
     """The PyTorch twin of jadv's ``arch`` (NCHW, channels_last memory), on TORCH_DEVICE."""
-    m = bench_attacks.TorchSmallCNN(nhwc=False) if arch == "small_cnn" else PreActResNet18(num_classes=10)
+    m = {"small_cnn": lambda: bench_attacks.TorchSmallCNN(nhwc=False),
+         "user_cnn": lambda: bench_attacks.TorchSmallCNN(widths=(32, 64), hidden=128, nhwc=False),
+         "preact_resnet18": lambda: PreActResNet18(num_classes=10)}[arch]()
     return m.to(TORCH_DEVICE).to(memory_format=torch.channels_last)
 
 
@@ -141,9 +150,13 @@ def torch_sync():
 
 def jadv_step(arch, objective_name, batch, eps, steps, variant, dtype):
     shape, _, kwargs = ARCHS[arch]
-    model = jadv.models.get(arch, num_classes=10, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32,
-                            **kwargs)
-    variables = jadv.models.init_variables(model, jax.random.key(0), (1, *shape))
+    if arch == "user_cnn":
+        model = bench_attacks.UserCNN()
+        variables = model.init(jax.random.key(0), jnp.zeros((1, *shape)))
+    else:
+        model = jadv.models.get(arch, num_classes=10, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32,
+                                **kwargs)
+        variables = jadv.models.init_variables(model, jax.random.key(0), (1, *shape))
     tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.01, momentum=0.9))
     state = jadv.train.TrainState.create(apply_fn=model.apply, variables=variables, tx=tx)
     objective = jadv.train.make_objective({"name": objective_name, "eps": eps, "steps": steps})
@@ -151,6 +164,10 @@ def jadv_step(arch, objective_name, batch, eps, steps, variant, dtype):
     rng = np.random.default_rng(0)
     batch_data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)),
                   "label": jnp.asarray(rng.integers(0, 10, batch).astype(np.int32))}
+    if jax.device_count() > 1:      # --cpu-devices: the batch split over the devices, the state replicated
+        mesh = jadv.train.make_mesh()
+        batch_data = jadv.train.shard_batch(jax.tree.map(np.asarray, batch_data), mesh)
+        state = jadv.train.replicate(state, mesh)
     key = jax.random.key(1)
     t = time.perf_counter()
     # "loop" is the plain XLA loop; "canonical" the library's CPU default (a no-op off CPU)
@@ -311,6 +328,8 @@ def main():
                          "(fori_loop with the loop-body convolution rewrite: the CPU default)")
     ap.add_argument("--breakdown", action="store_true", help="also time small_cnn's layers one by one")
     ap.add_argument("--threads", type=int, default=1, help="CPU compute threads for both frameworks")
+    ap.add_argument("--cpu-devices", type=int, default=1,
+                    help="jadv: CPU devices to shard the batch over (one per core; jadv.train.use_cpu_cores)")
     ap.add_argument("--append", default=None, help="append the report to this markdown file")
     args = ap.parse_args()
     load0 = common.load1()

@@ -30,6 +30,17 @@ def threads_from_argv(argv=None, default: int = 1) -> int:
     return default
 
 
+def arg_value(flag: str, default=None, argv=None):
+    """The value of ``flag`` (``--flag V`` or ``--flag=V``) on the command line, before argparse runs."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return default
+
+
 def set_threads(threads: int | None = None) -> int:
     """One compute thread each (default) for XLA:CPU and, once imported, PyTorch.
 

@@ -124,3 +124,70 @@ def test_studies_refuse_to_run_under_several_processes(monkeypatch):
         common.check_single_process("tradeoff")
     with pytest.raises(RuntimeError, match="study 'tradeoff'"):
         tradeoff.run(None, "/nonexistent")
+
+
+class _UserCNN:
+    """A user's Flax CNN (not one of jadv's models): "SAME" convolutions and ``nn.max_pool``."""
+
+    @staticmethod
+    def make():
+        import flax.linen as nn
+
+        class UserCNN(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                for width in (4, 8):
+                    x = nn.max_pool(nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x)), (2, 2), strides=(2, 2))
+                return nn.Dense(10)(nn.relu(nn.Dense(16)(x.reshape((x.shape[0], -1)))))
+        return UserCNN()
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_attack_on_a_user_cnn_with_its_batch_sharded_over_devices_matches_one_device(key, attack):
+    """What ``use_cpu_cores`` relies on: a jitted attack whose batch is placed with
+    ``shard_batch`` is partitioned over the devices (one shard per device) and gives the same
+    adversarial examples as on one device (float64, where reduction-order noise cannot flip a
+    sign step)."""
+    from jadv import attacks
+
+    with jax.enable_x64(True):
+        model = _UserCNN.make()
+        x = jax.random.uniform(jax.random.key(1), (16, 12, 12, 1), jnp.float64)
+        y = jnp.arange(16) % 10
+        variables = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(key, x[:1]))
+        kwargs = {"pgd": {"eps": 0.1, "step_size": 0.02, "steps": 4}, "apgd": {"eps": 0.1, "steps": 6}}[attack]
+        run = jax.jit(lambda v, x, y: getattr(attacks, attack)(lambda z: model.apply(v, z), x, y, key=key, **kwargs))
+        one = np.asarray(run(variables, x, y))
+        mesh = sharding.make_mesh(8)
+        sharded = run(sharding.replicate(variables, mesh), sharding.shard_batch(np.asarray(x), mesh),
+                      sharding.shard_batch(np.asarray(y), mesh))
+        assert len(sharded.sharding.device_set) == 8 and sharded.addressable_shards[0].data.shape[0] == 2
+        np.testing.assert_allclose(np.asarray(sharded), one, rtol=0, atol=1e-12)
+        assert np.abs(one - np.asarray(x)).max() > 0.05      # the attack did move the inputs
+
+
+def _python(code: str, env: dict):
+    import os
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JADV_CPU_DEVICES")}
+    full.update(env, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_use_cpu_cores_exposes_one_device_per_core_and_refuses_a_started_backend():
+    show = "import jadv, jax; print(len(jax.devices()))"
+    assert _python(show, {"JADV_CPU_DEVICES": "3"}).stdout.strip() == "3"
+    auto = _python("import jadv, jax; print(len(jax.devices()), jadv.train.sharding.cpu_core_count())",
+                   {"JADV_CPU_DEVICES": "auto"}).stdout.split()
+    assert len(auto) == 2 and auto[0] == auto[1]
+    assert _python(show, {}).stdout.strip() == "1"
+    bad = _python(show, {"JADV_CPU_DEVICES": "0"})
+    assert bad.returncode != 0 and "JADV_CPU_DEVICES must be a positive integer or 'auto', got '0'" in bad.stderr
+    late = _python("import jax; jax.numpy.zeros(1); import jadv; print(jadv.train.use_cpu_cores(1)); "
+                   "jadv.train.use_cpu_cores(2)", {})
+    assert late.stdout.strip() == "1"       # already the running count: nothing to change
+    assert late.returncode != 0 and "must run before the first JAX computation" in late.stderr
+    with pytest.raises(ValueError, match="num_devices must be >= 1"):
+        sharding.use_cpu_cores(0)

@@ -14,7 +14,7 @@ from jadv.train.objectives import (OBJECTIVES, Objective, accuracy, as_objective
                                    make_objective, mart_loss, register)
 from jadv.train.optim import make_optimizer, make_schedule
 from jadv.train.sharding import (batch_sharding, check_divisible, make_mesh, replicate,
-                                 replicated_sharding, shard_batch)
+                                 replicated_sharding, shard_batch, use_cpu_cores)
 from jadv.train.state import TrainState
 from jadv.train.step import images_to_float, make_eval_step, make_robust_eval_step, make_train_step
 from jadv.train.sweeps import over_models, stacking_mode
@@ -28,6 +28,6 @@ __all__ = [
     "OBJECTIVES", "Objective", "accuracy", "as_objective", "cross_entropy", "make_objective", "mart_loss",
     "register",
     "make_optimizer", "make_schedule",
-    "batch_sharding", "check_divisible", "make_mesh", "replicate", "replicated_sharding", "shard_batch",
+    "batch_sharding", "check_divisible", "make_mesh", "replicate", "replicated_sharding", "shard_batch", "use_cpu_cores",
     "TrainState", "images_to_float", "make_eval_step", "make_robust_eval_step", "make_train_step",
 ]

@@ -13,10 +13,14 @@ a GPU, a TPU slice, or several hosts:
   :func:`shard_batch` with ``global_size``), and reads replicated results (metrics, parameters)
   from its own devices;
 * only the primary process (:func:`is_primary`, process 0) writes files.
+
+On one multi-core CPU the same mechanism is what uses the cores: :func:`use_cpu_cores` exposes
+one CPU device per core, and the batch-sharded programs then run one shard per core.
 """
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import jax
@@ -59,6 +63,67 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.config.update("jax_num_cpu_devices", int(local_devices))
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
+
+
+def cpu_core_count() -> int:
+    """The cores this process may run on (its CPU affinity set, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+def use_cpu_cores(num_devices: int | None = None) -> int:
+    """Expose ``num_devices`` CPU devices (default: one per core, :func:`cpu_core_count`) so that
+    batch-sharded programs -- the train loop, ``robust_accuracy(..., shard=True)``, any jitted
+    attack whose batch is placed with :func:`shard_batch` -- run one shard per core.
+
+    Why: XLA:CPU runs the operations of one program almost entirely on one core; its intra-op
+    thread pool only splits large convolutions and matrix products, so a small CNN's attack or
+    train step gains nothing from a second core (BENCHMARKS.md, issue #19: a plain Flax CNN's
+    PGD-10 at batch 256 on 2 idle cores, 561 img/s on one device vs 979 img/s batch-sharded over
+    two). Sharded and unsharded programs compute the same per-example values up to float rounding.
+
+    Call it right after ``import jax`` and before any JAX computation (the CPU device count is
+    fixed when the backend starts); ``JADV_CPU_DEVICES=N`` (or ``auto``) in the environment makes
+    ``import jadv`` call it. Only the CPU backend is affected; on a GPU/TPU host it is harmless.
+
+    Returns:
+      The number of CPU devices requested.
+
+    Raises:
+      ValueError: ``num_devices`` below 1.
+      RuntimeError: JAX's backends were already initialized (with a different device count).
+    """
+    n = cpu_core_count() if num_devices is None else int(num_devices)
+    if n < 1:
+        raise ValueError(f"num_devices must be >= 1, got {num_devices}")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError as e:
+        from jax._src import xla_bridge
+        if xla_bridge.backends_are_initialized() and len(jax.devices("cpu")) == n:
+            return n
+        raise RuntimeError(f"use_cpu_cores({n}) must run before the first JAX computation (JAX already "
+                           f"started its CPU backend with {len(jax.devices('cpu'))} device(s)); call it right "
+                           "after `import jax`, or set JADV_CPU_DEVICES before starting Python") from e
+    return n
+
+
+def _cpu_devices_from_env(value: str | None) -> int | None:
+    """``JADV_CPU_DEVICES``: unset or empty -> None (leave JAX's default), ``auto`` -> one per
+    core, else a positive integer."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() == "auto":
+        return cpu_core_count()
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"JADV_CPU_DEVICES must be a positive integer or 'auto', got {value!r}")
+    return n
 
 
 def is_primary() -> bool:
